@@ -1,0 +1,184 @@
+"""Framing: wsproto's frame protocol, with limits and a faster masker.
+
+wsproto parses and serializes frames; this module is the one place that knows its
+internals (``wsproto.frame_protocol.FrameProtocol`` and ``FrameDecoder``, pinned to
+wsproto < 2). It adds what wsproto leaves to its users:
+
+* a message size limit, measured after decompression, checked as soon as a frame
+  header announces a length (so an oversized message is refused before it is
+  buffered) and while a compressed message inflates (so a deflate bomb never
+  expands past the limit);
+* unmasking and masking through one XOR over a big integer instead of wsproto's
+  per-byte translate tables (about 10x faster per MiB, still pure Python);
+* one copy fewer when serializing an outgoing frame.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from typing import Optional, Union
+
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import (
+    CloseReason,
+    Frame,
+    FrameDecoder,
+    FrameProtocol,
+    Opcode,
+    ParseFailed,
+    RsvBits,
+    XorMaskerSimple,
+)
+
+__all__ = ["BoundedDeflate", "Framer", "mask"]
+
+_FROM = int.from_bytes
+
+
+def mask(data: Union[bytes, bytearray, memoryview], key: bytes) -> bytes:
+    """XOR ``data`` with the 4-byte ``key`` repeated (RFC 6455, section 5.3)."""
+    n = len(data)
+    if n == 0:
+        return b""
+    if n < 16:
+        return bytes(b ^ key[i & 3] for i, b in enumerate(data))
+    keys = key * ((n >> 2) + 1)
+    return (_FROM(data, "little") ^ _FROM(keys[:n], "little")).to_bytes(n, "little")
+
+
+class _Masker:
+    """Drop-in for wsproto's ``XorMaskerSimple``: keeps the key's rotation across chunks."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def process(self, data: bytearray) -> bytes:
+        out = mask(data, self._key)
+        rot = len(data) & 3
+        if rot:
+            self._key = self._key[rot:] + self._key[:rot]
+        return out
+
+
+class BoundedDeflate(PerMessageDeflate):
+    """wsproto's permessage-deflate that never inflates a message past ``max_size``."""
+
+    def __init__(self, max_size: Optional[int] = None, **params: object) -> None:
+        super().__init__(**params)  # type: ignore[arg-type]
+        self.max_size = max_size
+        self._inflated = 0  # bytes inflated so far in the current message
+        self.error: Optional[str] = None
+
+    def frame_inbound_payload_data(
+        self, proto: Union[FrameDecoder, FrameProtocol], data: bytes
+    ) -> Union[bytes, CloseReason]:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        decompressor = self._decompressor
+        assert decompressor is not None
+        try:
+            if self.max_size is None:
+                return decompressor.decompress(data)
+            budget = self.max_size - self._inflated
+            out = decompressor.decompress(data, budget + 1)
+        except zlib.error as exc:
+            self.error = f"invalid compressed data: {exc}"
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(out)
+        if len(out) > budget or decompressor.unconsumed_tail:
+            self.error = f"message inflates past max_size ({self.max_size} bytes)"
+            return CloseReason.MESSAGE_TOO_BIG
+        return out
+
+    def frame_inbound_complete(
+        self, proto: Union[FrameDecoder, FrameProtocol], fin: bool
+    ) -> Union[bytes, CloseReason, None]:
+        result = super().frame_inbound_complete(proto, fin)
+        if fin:
+            self._inflated = 0
+        if isinstance(result, CloseReason):
+            self.error = "invalid compressed data at the end of a message"
+        return result
+
+
+class _Decoder(FrameDecoder):
+    """wsproto's frame decoder with the size limit and the fast masker."""
+
+    def __init__(self, client: bool, extensions: list[Extension], max_size: Optional[int]):
+        super().__init__(client, extensions)
+        self.max_size = max_size
+        self.message_size = 0  # payload bytes of the current message so far
+
+    def parse_header(self) -> bool:
+        if not super().parse_header():
+            return False
+        header = self.header
+        assert header is not None
+        if isinstance(self.masker, XorMaskerSimple):
+            self.masker = _Masker(bytes(self.masker._masking_key))  # type: ignore[assignment]
+        limit = self.max_size
+        if (
+            limit is not None
+            and not header.rsv.rsv1  # compressed sizes are checked while inflating
+            and not header.opcode.iscontrol()
+            and self.message_size + header.payload_len > limit
+        ):
+            raise ParseFailed(
+                f"message of at least {self.message_size + header.payload_len} bytes "
+                f"exceeds max_size ({limit} bytes)",
+                CloseReason.MESSAGE_TOO_BIG,
+            )
+        return True
+
+    def process_buffer(self) -> Optional[Frame]:
+        frame = super().process_buffer()
+        if frame is not None and not frame.opcode.iscontrol():
+            if frame.message_finished and frame.frame_finished:
+                self.message_size = 0
+            else:
+                self.message_size += len(frame.payload)
+                if self.max_size is not None and self.message_size > self.max_size:
+                    raise ParseFailed(
+                        f"message exceeds max_size ({self.max_size} bytes)",
+                        CloseReason.MESSAGE_TOO_BIG,
+                    )
+        return frame
+
+
+_HEAD = struct.Struct("!BB")
+_HEAD16 = struct.Struct("!BBH")
+_HEAD64 = struct.Struct("!BBQ")
+
+
+class Framer(FrameProtocol):
+    """wsproto's ``FrameProtocol`` wired to :class:`_Decoder` and a leaner serializer."""
+
+    def __init__(self, client: bool, extensions: list[Extension], max_size: Optional[int]):
+        super().__init__(client, extensions)
+        self._frame_decoder = _Decoder(client, self.extensions, max_size)
+
+    def _serialize_frame(
+        self, opcode: Opcode, payload: Union[bytes, bytearray] = b"", fin: bool = True
+    ) -> bytearray:
+        rsv = RsvBits(False, False, False)
+        for extension in reversed(self.extensions):
+            rsv, payload = extension.frame_outbound(self, opcode, rsv, payload, fin)  # type: ignore[arg-type]
+        first = (fin << 7) | (rsv.rsv1 << 6) | (rsv.rsv2 << 5) | (rsv.rsv3 << 4) | opcode
+        length = len(payload)
+        maskbit = 0x80 if self.client else 0
+        if length <= 125:
+            header = _HEAD.pack(first, maskbit | length)
+        elif opcode.iscontrol():
+            raise ValueError("payload too long for control frame")
+        elif length <= 0xFFFF:
+            header = _HEAD16.pack(first, maskbit | 126, length)
+        else:
+            header = _HEAD64.pack(first, maskbit | 127, length)
+        if self.client:
+            key = os.urandom(4)
+            return header + key + mask(payload, key)  # type: ignore[return-value]
+        return header + payload  # type: ignore[return-value]
