@@ -1,0 +1,4 @@
+"""End-to-end benchmarks for wscore transports against peer WebSocket libraries.
+
+Run ``python -m benchmarks --help``.
+"""

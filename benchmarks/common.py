@@ -1,0 +1,84 @@
+"""Helpers shared by the benchmark processes (no third-party imports here)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+
+HOST = "127.0.0.1"
+MAX_SIZE = 2**30  # the same message-size limit for every library
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def pin(cpu: str | None) -> None:
+    """Pin this process to the CPUs given as "0" or "0,1" (None / "" / "none": no pinning)."""
+    if not cpu or cpu == "none":
+        return
+    cpus = {int(c) for c in cpu.split(",")}
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as exc:  # pragma: no cover - platform dependent
+        print(f"warning: cannot pin to {cpus}: {exc}", file=sys.stderr)
+
+
+def raise_nofile() -> int:
+    """Raise RLIMIT_NOFILE to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def proc_cpu(pid: int) -> float:
+    """utime+stime of a whole process (all threads, live and dead), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return float("nan")
+    fields = data[data.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss(pid: int) -> int:
+    """Resident set size of a process in bytes (VmRSS)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return -1
+
+
+def proc_threads(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def self_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def now() -> float:
+    return time.perf_counter()
+
+
+def payload(size: int) -> bytes:
+    return (b"0123456789abcdef" * (size // 16 + 1))[:size]
