@@ -33,14 +33,33 @@ MAX_MSGS = 50_000_000
 
 
 class Stats:
-    __slots__ = ("running", "received", "sent", "t_stop", "received_at_stop")
+    """Counters of one measurement; ``mark_stop`` snapshots counters and CPU times at the
+    deadline, so that draining the messages still in flight is not measured."""
 
-    def __init__(self) -> None:
+    __slots__ = ("running", "received", "sent", "t_stop", "received_at_stop", "server_pid",
+                 "srv_cpu0", "cli_cpu0", "srv_cpu", "cli_cpu", "stopped")
+
+    def __init__(self, server_pid: int = 0) -> None:
         self.running = True
+        self.stopped = False
         self.received = 0
         self.sent = 0
         self.t_stop = 0.0
         self.received_at_stop = 0
+        self.server_pid = server_pid
+        self.srv_cpu0 = proc_cpu(server_pid) if server_pid else 0.0
+        self.cli_cpu0 = self_cpu()
+        self.srv_cpu = self.cli_cpu = 0.0
+
+    def mark_stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self.running = False
+        self.t_stop = now()
+        self.received_at_stop = self.received
+        self.srv_cpu = (proc_cpu(self.server_pid) if self.server_pid else 0.0) - self.srv_cpu0
+        self.cli_cpu = self_cpu() - self.cli_cpu0
 
 
 # =========================================================================== picows (native)
@@ -135,9 +154,7 @@ class PicowsDriver:
         t0 = now()
 
         def stop():
-            st.running = False
-            st.t_stop = now()
-            st.received_at_stop = st.received
+            st.mark_stop()
             for c in conns:
                 if c.recv >= c.sent and not c.done.done():
                     c.done.set_result(None)
@@ -178,6 +195,7 @@ class AsyncDriver:
                     st.received += 1
                     if now() >= deadline:
                         break
+                st.mark_stop()
                 return
             sem = asyncio.Semaphore(window)
             sent = 0
@@ -204,6 +222,7 @@ class AsyncDriver:
                     if not stop.is_set():
                         st.received += 1
                         if now() >= deadline:
+                            st.mark_stop()
                             stop.set()
                             sem.release()
             finally:
@@ -212,7 +231,8 @@ class AsyncDriver:
                 await task
 
         await asyncio.wait_for(asyncio.gather(*(one(c) for c in conns)), duration + DRAIN_TIMEOUT)
-        return st.received, now() - t0
+        st.mark_stop()
+        return st.received_at_stop, st.t_stop - t0
 
 
 class WebsocketsAsyncDriver(AsyncDriver):
@@ -373,9 +393,7 @@ class RawDriver:
         t0 = now()
 
         def stop():
-            st.running = False
-            st.t_stop = now()
-            st.received_at_stop = st.received
+            st.mark_stop()
             for c in conns:
                 if c.recv >= c.sent and not c.done.done():
                     c.done.set_result(None)
@@ -482,7 +500,9 @@ class SyncDriver:
                 n += 1
                 if now() >= deadline:
                     break
-            return n, now() - t0
+            st.received = n
+            st.mark_stop()
+            return n, st.t_stop - t0
         sem = threading.Semaphore(window)
         stop = threading.Event()
         sent = [0]
@@ -504,7 +524,6 @@ class SyncDriver:
         th = threading.Thread(target=sender, daemon=True)
         th.start()
         got = counted = 0
-        t_stop = None
         drain_deadline = None
         while True:
             if stop.is_set():
@@ -521,25 +540,33 @@ class SyncDriver:
             if not stop.is_set():
                 counted += 1
                 if now() >= deadline:
-                    t_stop = now()
+                    st.received = counted
+                    st.mark_stop()
                     stop.set()
                     sem.release()
         if errors:
             raise errors[0]
-        return counted, (t_stop or now()) - t0
+        st.received = counted
+        st.mark_stop()
+        return counted, st.t_stop - t0
 
 
 class WebsocketsSyncDriver(SyncDriver):
     name = "websockets-sync"
 
     def __init__(self) -> None:
+        import inspect
+
         from websockets.sync.client import connect
 
         self.connect = connect
+        # websockets >= 16 wants ``legacy=True`` to return the connection directly
+        self.extra = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
 
     def open(self, url):
         return self.connect(
-            url, compression=None, ping_interval=None, max_size=MAX_SIZE, proxy=None
+            url, compression=None, ping_interval=None, max_size=MAX_SIZE, proxy=None,
+            **self.extra,
         )
 
     def send(self, c, data):
@@ -617,13 +644,6 @@ CLIENTS = {
 }
 
 
-def measure(server_pid, fn):
-    s0, c0 = proc_cpu(server_pid) if server_pid else 0.0, self_cpu()
-    out = fn()
-    s1, c1 = proc_cpu(server_pid) if server_pid else 0.0, self_cpu()
-    return out, s1 - s0, c1 - c0
-
-
 async def _gather_limited(coros_factory, n, limit):
     sem = asyncio.Semaphore(limit)
 
@@ -651,15 +671,14 @@ async def async_workload(drv, url, w, server_pid):
                 for c in conns:
                     await drv.send(c, data)
                     await drv.recv(c)
-            s0, c0 = proc_cpu(server_pid) if server_pid else 0.0, self_cpu()
+            st = Stats(server_pid)
             msgs, elapsed = await drv.run_flow(conns, data, window, duration, st)
-            s1, c1 = proc_cpu(server_pid) if server_pid else 0.0, self_cpu()
         finally:
             await asyncio.wait_for(
                 asyncio.gather(*(drv.close(c) for c in conns), return_exceptions=True), 30
             )
-        return {"msgs": msgs, "elapsed": elapsed, "server_cpu": s1 - s0, "client_cpu": c1 - c0,
-                "bytes": msgs * int(w["size"])}
+        return {"msgs": msgs, "elapsed": elapsed, "server_cpu": st.srv_cpu,
+                "client_cpu": st.cli_cpu, "bytes": msgs * int(w["size"])}
     if kind == "handshake":
         conc = int(w.get("concurrency", 1))
         t0 = now()
@@ -715,16 +734,15 @@ def sync_workload(drv, url, w, server_pid):
         try:
             drv.send(c, data)
             drv.recv(c)
-            s0, c0 = proc_cpu(server_pid) if server_pid else 0.0, self_cpu()
-            msgs, elapsed = drv.run_flow([c], data, window, duration, Stats())
-            s1, c1 = proc_cpu(server_pid) if server_pid else 0.0, self_cpu()
+            st = Stats(server_pid)
+            msgs, elapsed = drv.run_flow([c], data, window, duration, st)
         finally:
             try:
                 drv.close(c)
             except Exception:
                 pass
-        return {"msgs": msgs, "elapsed": elapsed, "server_cpu": s1 - s0, "client_cpu": c1 - c0,
-                "bytes": msgs * int(w["size"])}
+        return {"msgs": msgs, "elapsed": elapsed, "server_cpu": st.srv_cpu,
+                "client_cpu": st.cli_cpu, "bytes": msgs * int(w["size"])}
     if kind == "handshake":
         conc = int(w.get("concurrency", 1))
         t0 = now()

@@ -90,7 +90,7 @@ def _lib(row):
     return name
 
 
-def table(scen: str, rows: list[dict]) -> str:
+def table(scen: str, rows: list[dict], pin: str = "split") -> str:
     base = next((r for r in rows if r["lib"] == S.BASELINE and r.get("median")), None)
     lines = [f"### {TITLES.get(scen, scen)}", ""]
     if scen.startswith("memory"):
@@ -133,9 +133,12 @@ def table(scen: str, rows: list[dict]) -> str:
                       _ratio(r.get("client_us"), base and base.get("client_us")),
                       _fmt(r.get("server_us"), 1)]
         else:
+            share = r.get("client_share") or 0
+            bound = share >= 0.9 or (pin == "same" and (r.get("client_us") or 0) >= (
+                r.get("server_us") or 0))
             cells += [_fmt(r.get("server_us"), 1),
                       _ratio(r.get("server_us"), base and base.get("server_us")),
-                      f"{(r.get('client_share') or 0) * 100:.0f}%"]
+                      f"{share * 100:.0f}%" + (" †" if bound else "")]
         if r["errors"]:
             cells[0] += f" ({len(r['errors'])} failed round(s))"
         lines.append("| " + " | ".join(cells) + " |")
@@ -177,7 +180,11 @@ def markdown(meta: dict, summary: dict, records: list[dict]) -> str:
         "Server CPU µs/op = server process utime+stime (/proc) per message or handshake; "
         f"resolution 10 ms per sample. Load generator: {S.LOADGEN} (handshakes: a lean raw "
         f"asyncio+uvloop handshake client; raw TCP: an asyncio+uvloop protocol client). "
-        f"Client tables: each client against a {S.FIXED_SERVER} server.",
+        f"Client tables: each client against a {S.FIXED_SERVER} server. "
+        "Load-gen CPU share = load generator CPU time / wall time; † marks rows where the "
+        "load generator used ≥90% of its core (or, when both share one core, at least as "
+        "much CPU as the server): those rates are a lower bound set by the load generator, "
+        "compare server CPU µs/op instead.",
         "",
     ]
     for n in meta.get("notes", []):
@@ -188,7 +195,7 @@ def markdown(meta: dict, summary: dict, records: list[dict]) -> str:
         out.append(ft)
     for scen in ORDER + sorted(k for k in summary if k not in ORDER):
         if scen in summary:
-            out.append(table(scen, summary[scen]))
+            out.append(table(scen, summary[scen], meta.get("pin", "split")))
     return "\n".join(out)
 
 
