@@ -29,7 +29,7 @@ ARTIFACTS = HERE / "artifacts"
 MAX_SIZE = 16 * 1024 * 1024  # --max-size given to every server, and max_size of every client
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-OP_TIMEOUT = 60.0
+OP_TIMEOUT = 20.0
 READY_RE = re.compile(r"listening on (wss?)://([^\s:/]+|\[[^\]]+\]):(\d+)")
 
 
@@ -143,6 +143,7 @@ class ServerRegistry:
     def __init__(self, standin: bool = False) -> None:
         self.standin = standin
         self.servers: dict[tuple[str, bool], PeerProcess] = {}
+        self.failures: dict[tuple[str, bool], str] = {}
 
     def argv(self, kind: str, compression: bool, port: int) -> list[str]:
         if kind in ("threaded", "asyncio"):
@@ -162,11 +163,18 @@ class ServerRegistry:
 
     def get(self, kind: str, compression: bool) -> PeerProcess:
         key = (kind, compression)
+        if key in self.failures:  # don't wait for a server that failed to start every time
+            raise RuntimeError(self.failures[key])
         server = self.servers.get(key)
         if server is None or not server.alive():
             if server is not None:
                 server.stop()
-            server = self.servers[key] = self.start(kind, compression)
+                print(f"{server.name} died; restarting it. Its output:\n{server.output()}")
+            try:
+                server = self.servers[key] = self.start(kind, compression)
+            except Exception as exc:
+                self.failures[key] = str(exc)
+                raise
         return server
 
     def close_all(self) -> None:
@@ -617,7 +625,7 @@ CASE_BY_NAME = {c.name: c for c in CASES}
 assert len(CASE_BY_NAME) == len(CASES), "duplicate case names"
 
 
-def run_node_client(url: str, compression: bool, timeout: float = 600) -> dict[str, Any]:
+def run_node_client(url: str, compression: bool, timeout: float = 500) -> dict[str, Any]:
     node = node_binary()
     if node is None:
         raise RuntimeError("node is not installed")

@@ -32,6 +32,7 @@ def websockets_client() -> Iterator[Client]:
     c.close()
 
 
+@pytest.mark.timeout(600)
 @COMPRESSION
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("name", node_case_names())
@@ -41,8 +42,13 @@ def test_node_ws_client(
     key = (transport, compression)
     if key not in NODE_RESULTS:
         # One run of ws_client.js per server covers every case; later tests read its results.
-        server = servers.get(transport, compression)
-        NODE_RESULTS[key] = run_node_client(server.url, compression)
+        try:
+            server = servers.get(transport, compression)
+            NODE_RESULTS[key] = run_node_client(server.url, compression)
+        except Exception as exc:
+            NODE_RESULTS[key] = {"__error__": f"{type(exc).__name__}: {exc}"}
+    if "__error__" in NODE_RESULTS[key]:
+        pytest.fail(f"ws_client.js did not run: {NODE_RESULTS[key]['__error__']}")
     result = NODE_RESULTS[key].get(name)
     assert result is not None, f"no result for {name}"
     assert result["ok"], f"{name}: {result['error']}"
