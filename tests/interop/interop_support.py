@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -51,6 +51,7 @@ class PeerProcess:
         self.argv = argv
         self.lines: list[str] = []
         self.url = ""
+        self.scheme = "ws"
         self.port = 0
         self._ready = threading.Event()
         self.proc = subprocess.Popen(
@@ -80,7 +81,8 @@ class PeerProcess:
                 m = READY_RE.search(line)
                 if m:
                     self.port = int(m.group(3))
-                    self.url = f"{m.group(1)}://127.0.0.1:{self.port}/"
+                    self.scheme = m.group(1)
+                    self.url = f"{self.scheme}://127.0.0.1:{self.port}/"
                     self._ready.set()
         self._ready.set()
 
@@ -156,10 +158,10 @@ class ServerRegistry:
             return standin_server_argv(compression, port)
         raise ValueError(kind)
 
-    def start(self, kind: str, compression: bool) -> PeerProcess:
+    def start(self, kind: str, compression: bool, extra: Sequence[str] = ()) -> PeerProcess:
         """A new server of that kind, not cached: the caller stops it."""
         return PeerProcess(f"{kind} server (compression={'on' if compression else 'off'})",
-                           self.argv(kind, compression, free_port()))
+                           [*self.argv(kind, compression, free_port()), *extra])
 
     def get(self, kind: str, compression: bool) -> PeerProcess:
         key = (kind, compression)
@@ -648,3 +650,18 @@ def node_case_names() -> list[str]:
         return list(json.loads(out.stdout))
     except Exception:  # noqa: BLE001 - reported by the test instead
         return ["node_client_unavailable"]
+
+
+def self_signed_cert(directory: Path) -> Optional[tuple[Path, Path]]:
+    """A self-signed certificate for 127.0.0.1 made with the openssl command, or None."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key

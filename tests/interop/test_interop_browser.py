@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from interop_support import ARTIFACTS, ServerRegistry
+from interop_support import ARTIFACTS, ServerRegistry, self_signed_cert
 
 pytestmark = pytest.mark.interop
 
@@ -95,4 +96,35 @@ def test_demo_page(browser: Any, transport: str, servers: ServerRegistry) -> Non
         assert not errors, errors
     finally:
         page.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("transport", ["threaded", "asyncio"])
+def test_demo_page_tls(
+    browser: Any, transport: str, servers: ServerRegistry, tmp_path: Path
+) -> None:
+    """Served over https, the page defaults to wss://host/ and talks to the server over TLS."""
+    pair = self_signed_cert(tmp_path)
+    if pair is None:
+        pytest.skip("no openssl command to make a certificate")
+    cert, key = pair
+    server = servers.start(transport, True, ["--certfile", str(cert), "--keyfile", str(key)])
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(f"https://127.0.0.1:{server.port}/")
+        assert page.input_value("#url") == f"wss://127.0.0.1:{server.port}/"
+        page.click("#connect")
+        page.wait_for_function("window.demo.state === 'open' || window.demo.closed !== null")
+        assert page.evaluate("window.demo.state") == "open", page.evaluate("window.demo.events")
+        page.fill("#message", "over TLS")
+        page.click("#send")
+        page.wait_for_function("window.demo.received.length >= 1")
+        assert page.evaluate("window.demo.received") == [{"type": "text", "data": "over TLS"}]
+        page.click("#disconnect")
+        page.wait_for_function("window.demo.closed !== null")
+        assert page.evaluate("window.demo.closed")["code"] == 1000
+    finally:
+        context.close()
         server.stop()

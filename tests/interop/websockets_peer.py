@@ -1,7 +1,7 @@
 """Echo server on the `websockets` library: interop peer, and stand-in for our CLI server.
 
     python tests/interop/websockets_peer.py [--host 127.0.0.1] [--port 0] [--max-size BYTES]
-                                            [--no-compression]
+                                            [--no-compression] [--certfile F --keyfile F]
 
 It takes the options of ``python -m transports serve`` that the interop tests use, and behaves
 like it: it prints ``listening on ws://HOST:PORT`` once it accepts connections, echoes every
@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import sys
 from http import HTTPStatus
 from pathlib import Path
@@ -101,7 +102,13 @@ async def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-size", type=int, default=2**20)
     parser.add_argument("--no-compression", action="store_true")
+    parser.add_argument("--certfile")
+    parser.add_argument("--keyfile")
     args = parser.parse_args()
+    ssl_context = None
+    if args.certfile:
+        ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_context.load_cert_chain(args.certfile, args.keyfile)
 
     stop = asyncio.get_running_loop().create_future()
     loop = asyncio.get_running_loop()
@@ -126,9 +133,11 @@ async def main() -> None:
         compression=None if args.no_compression else "deflate",
         process_request=process_request,
         ping_interval=None,
+        ssl=ssl_context,
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        print(f"listening on ws://{args.host}:{port}", flush=True)
+        scheme = "wss" if ssl_context else "ws"
+        print(f"listening on {scheme}://{args.host}:{port}", flush=True)
         await stop
     # Don't wait for the stdin reader thread.
     sys.stdout.flush()
