@@ -23,9 +23,16 @@ def pin(cpu: str | None) -> None:
         print(f"warning: cannot pin to {cpus}: {exc}", file=sys.stderr)
 
 
-def raise_nofile() -> int:
-    """Raise RLIMIT_NOFILE to the hard limit; return the new soft limit."""
+def raise_nofile(want: int = 65536) -> int:
+    """Raise RLIMIT_NOFILE to ``want`` if allowed (root), else to the hard limit; return the
+    new soft limit. (websockets' sync server uses 2 descriptors per connection.)"""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+        except (ValueError, OSError):
+            pass
     if hard == resource.RLIM_INFINITY:
         hard = 1 << 20
     if soft < hard:

@@ -342,9 +342,21 @@ def memory_one(name: str, n: int, scpu, ccpu, log_dir: Path) -> dict:
         time.sleep(0.3)
         rss0, th0 = proc_rss(srv.pid), proc_threads(srv.pid)
         holder.go()
-        line = holder.expect("READY", 60 + n / 50)
+        line = holder.expect("READY", 30 + n / 100)
         if line is None:
-            rec["error"] = f"could not open {n} connections (server alive={srv.alive()})"
+            why = ""
+            try:
+                tail = srv.err_path.read_text(errors="replace")[-20000:]
+                if "Too many open files" in tail:
+                    import resource
+
+                    why = (f": server hit EMFILE (RLIMIT_NOFILE hard limit "
+                           f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]}; "
+                           f"{proc_threads(srv.pid)} threads)")
+            except OSError:
+                pass
+            rec["error"] = (f"could not open {n} connections (server alive={srv.alive()})"
+                            + why)
             return rec
         time.sleep(0.5)
         rss1, th1 = proc_rss(srv.pid), proc_threads(srv.pid)

@@ -81,5 +81,5 @@ UNITS = {
 
 def settings(quick: bool) -> dict:
     if quick:
-        return {"rounds": 3, "duration": 0.25, "memory_conns": [1000], "calib_rounds": 3}
-    return {"rounds": 3, "duration": 1.0, "memory_conns": [1000, 10000], "calib_rounds": 4}
+        return {"rounds": 3, "duration": 0.2, "memory_conns": [1000], "calib_rounds": 2}
+    return {"rounds": 3, "duration": 0.75, "memory_conns": [1000, 10000], "calib_rounds": 4}
