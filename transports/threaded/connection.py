@@ -1,0 +1,657 @@
+"""A WebSocket connection over a blocking-style API, driven by threads.
+
+One :class:`Connection` wraps a socket and a ``wscore`` core. The socket stays
+non-blocking; whoever reads it holds ``_lock`` while feeding the core:
+
+* a thread in :meth:`Connection.recv` with nothing queued reads the socket itself
+  (see ``ioloop``: it takes the socket away from the I/O thread and gives it back);
+* otherwise the I/O thread reads it, answers pings and closes, and queues messages
+  up to ``max_queue`` before it stops reading (then TCP pushes back on the peer).
+
+Writes come from any thread under ``_lock``: bytes the kernel does not take at once
+wait in ``_pending`` (the I/O thread or the next writer flushes them); ``send``
+blocks while more than ``write_limit`` bytes wait.
+"""
+
+from __future__ import annotations
+
+import collections
+import select
+import socket
+import ssl
+import threading
+import time
+from typing import (
+    Any,
+    Deque,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Union,
+)
+
+import wscore
+from wscore import (
+    Closed,
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    Fragment,
+    Message,
+    Pong,
+    State,
+)
+
+from .._common import TransportOptions
+from .ioloop import EVENT_READ, EVENT_WRITE, IOLoop
+
+__all__ = ["Connection", "PongWaiter", "Data"]
+
+Data = Union[str, bytes]
+_CoreConnection = Union[wscore.ServerConnection, wscore.ClientConnection]
+
+_READ_SIZE = 65536
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+_SELECTOR, _THREAD = 0, 1  # who reads the socket
+_POLL_CAP = 1.0  # longest single wait, so closes by other threads are noticed
+POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
+_POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+class PongWaiter:
+    """What :meth:`Connection.ping` returns: wait on it for the pong."""
+
+    __slots__ = ("_event", "latency", "_error")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.latency: Optional[float] = None
+        self._error: Optional[ConnectionClosed] = None
+
+    def wait(self, timeout: Optional[float] = None) -> float:
+        """Block until the pong arrives; return the round trip in seconds.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds, or ``ConnectionClosed``
+        if the connection closed first.
+        """
+        if not self._event.wait(timeout):
+            raise TimeoutError(f"no pong within {timeout} seconds")
+        if self._error is not None:
+            raise self._error
+        assert self.latency is not None
+        return self.latency
+
+    def is_set(self) -> bool:
+        """True once the pong arrived (or the connection closed)."""
+        return self._event.is_set()
+
+    def _resolve(self, latency: Optional[float], error: Optional[ConnectionClosed]) -> None:
+        self.latency = latency
+        self._error = error
+        self._event.set()
+
+
+class Connection:
+    """One WebSocket connection; ``send`` is thread-safe, ``recv`` has one caller at a time."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        core: _CoreConnection,
+        loop: IOLoop,
+        options: TransportOptions,
+    ) -> None:
+        self.sock = sock
+        self._core = core
+        self._loop = loop
+        self._max_queue = options.max_queue
+        self._write_limit = options.write_limit
+        self._streaming = core.config.streaming
+        self._lock = threading.Lock()
+        self._recv_guard = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._messages: Deque[Any] = collections.deque()
+        self._pending: Deque[bytes] = collections.deque()
+        self._pending_size = 0
+        self._reader = _THREAD  # the opening handshake is read by its thread
+        self._interest = 0
+        self._scheduled: Optional[float] = None
+        self._draining = False  # we closed: keep reading for the peer's close
+        self._closed: Optional[Closed] = None
+        self._sock_closed = False
+        self._force_close_at: Optional[float] = None
+        self._closed_event = threading.Event()
+        self._pongs: Dict[bytes, PongWaiter] = {}
+        self._fd = sock.fileno()
+        self._poll: Optional[Any] = None
+        self._wpoll: Optional[Any] = None
+        try:
+            self.remote_address: Any = sock.getpeername()
+        except OSError:
+            self.remote_address = None
+        try:
+            self.local_address: Any = sock.getsockname()
+        except OSError:  # pragma: no cover
+            self.local_address = None
+
+    # -- properties -----------------------------------------------------------
+
+    @property
+    def request(self) -> Optional[wscore.Request]:
+        """The opening HTTP request (path, headers)."""
+        return self._core.request
+
+    @property
+    def path(self) -> str:
+        """The request's path, without the query string."""
+        request = self._core.request
+        return request.path if request is not None else ""
+
+    @property
+    def response(self) -> Optional[wscore.Response]:
+        """The opening HTTP response."""
+        return self._core.response
+
+    @property
+    def subprotocol(self) -> Optional[str]:
+        """The negotiated subprotocol, if any."""
+        return self._core.subprotocol
+
+    @property
+    def state(self) -> State:
+        """CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self._core.state
+
+    @property
+    def close_code(self) -> Optional[int]:
+        """The close code once closed (1006 if the connection dropped)."""
+        return self._core.close_code
+
+    @property
+    def close_reason(self) -> Optional[str]:
+        """The close reason once closed."""
+        return self._core.close_reason
+
+    @property
+    def latency(self) -> Optional[float]:
+        """Round trip of the latest answered ping, in seconds."""
+        return self._core.latency
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.remote_address} {self.state.name}>"
+
+    # -- receiving ------------------------------------------------------------
+
+    def recv(self, timeout: Optional[float] = None) -> Data:
+        """Return the next message: ``str`` (text) or ``bytes`` (binary).
+
+        Raises ``TimeoutError`` after ``timeout`` seconds, ``ConnectionClosedOK`` /
+        ``ConnectionClosedError`` once the connection is closed and every message
+        received before was returned, ``ConcurrencyError`` if another thread is
+        already in ``recv``.
+        """
+        if not self._recv_guard.acquire(blocking=False):
+            raise ConcurrencyError("another thread is already receiving on this connection")
+        try:
+            if not self._streaming:
+                return self._next_item(timeout)  # type: ignore[no-any-return]
+            deadline = None if timeout is None else time.monotonic() + timeout
+            parts: List[Data] = []
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                fragment: Fragment = self._next_item(left)
+                parts.append(fragment.data)
+                if fragment.final:
+                    return parts[0] if len(parts) == 1 else parts[0][:0].join(parts)  # type: ignore[arg-type]
+        finally:
+            self._recv_guard.release()
+
+    def recv_streaming(self) -> Iterator[Data]:
+        """Yield the fragments of the next message as they arrive.
+
+        With ``streaming=False`` (the default) the whole message is one fragment.
+        """
+        if not self._recv_guard.acquire(blocking=False):
+            raise ConcurrencyError("another thread is already receiving on this connection")
+        try:
+            if not self._streaming:
+                yield self._next_item(None)
+                return
+            while True:
+                fragment: Fragment = self._next_item(None)
+                yield fragment.data
+                if fragment.final:
+                    return
+        finally:
+            self._recv_guard.release()
+
+    def __iter__(self) -> Iterator[Data]:
+        """Iterate over messages; stops quietly on a normal close."""
+        try:
+            while True:
+                yield self.recv()
+        except ConnectionClosedOK:
+            return
+
+    def _next_item(self, timeout: Optional[float]) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        owned = False
+        try:
+            while True:
+                with self._lock:
+                    if self._messages:
+                        item = self._messages.popleft()
+                        if not owned and self._interest == 0 and not self._sock_closed:
+                            self._update_interest()  # resume reading after a full queue
+                        return item
+                    if self._closed is not None:
+                        raise self._closed_error()
+                    if not owned:
+                        owned = True
+                        self._reader = _THREAD
+                        if self._interest:
+                            self._interest = 0
+                            self._loop.watch(self, 0)
+                    wait = self._wait_time(deadline)
+                    events = POLLIN | (POLLOUT if self._pending else 0)
+                if wait is not None and wait <= 0 and deadline is not None:
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(f"no message within {timeout} seconds")
+                ready = self._poll_for(events, wait)
+                with self._lock:
+                    if self._sock_closed:
+                        continue
+                    if ready & (POLLIN | _POLLERR):
+                        self._read_some()
+                    if ready & POLLOUT:
+                        self._flush()
+                    if self._closed is None:
+                        self._run_timers()
+        finally:
+            if owned:
+                with self._lock:
+                    self._reader = _SELECTOR
+                    if not self._sock_closed:
+                        self._update_interest()
+                        self._schedule()
+
+    def _wait_time(self, deadline: Optional[float]) -> Optional[float]:
+        now = time.monotonic()
+        wait = _POLL_CAP
+        core_deadline = self._core.next_deadline()
+        if core_deadline is not None:
+            wait = min(wait, core_deadline - now)
+        if deadline is not None:
+            wait = min(wait, deadline - now)
+        return max(0.0, wait)
+
+    def _poll_for(self, events: int, wait: Optional[float]) -> int:
+        poller = self._poll
+        if poller is None:
+            poller = self._poll = select.poll()
+            poller.register(self._fd, events)
+        else:
+            poller.modify(self._fd, events)
+        ms = -1 if wait is None else int(wait * 1000) + (1 if wait > 0 else 0)
+        try:
+            result = poller.poll(ms)
+        except OSError:  # pragma: no cover
+            return _POLLERR
+        mask = 0
+        for _, ev in result:
+            mask |= ev
+        return mask
+
+    # -- sending --------------------------------------------------------------
+
+    def send(self, message: Union[Data, bytearray, memoryview, Iterable[Data]]) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary, an iterable as fragments.
+
+        Thread-safe: each message goes out whole. Blocks while more than
+        ``write_limit`` bytes wait to be written. Raises ``ConnectionClosed`` once
+        the connection is closing or closed.
+        """
+        with self._send_lock:
+            if isinstance(message, (str, bytes, bytearray, memoryview)):
+                with self._lock:
+                    self._check_sendable()
+                    self._core.send(message)
+                    self._flush()
+                    if self._pending_size <= self._write_limit:
+                        return
+                self._wait_drained()
+                return
+            if isinstance(message, dict):
+                raise TypeError("send() takes str, bytes or an iterable of them, not a dict")
+            iterator = iter(message)
+            try:
+                previous = next(iterator)
+            except StopIteration:
+                raise ValueError("send() got an empty iterable of fragments") from None
+            for fragment in iterator:
+                self._send_fragment(previous, False)
+                previous = fragment
+            self._send_fragment(previous, True)
+
+    def _send_fragment(self, data: Data, final: bool) -> None:
+        with self._lock:
+            self._check_sendable()
+            self._core.send(data, final)
+            self._flush()
+        self._wait_drained()
+
+    def _check_sendable(self) -> None:
+        if self._core.state is not State.OPEN:
+            raise self._closed_error()
+
+    def _wait_drained(self) -> None:
+        while True:
+            with self._lock:
+                if self._pending_size <= self._write_limit:
+                    return
+                if self._sock_closed:
+                    raise self._closed_error()
+            poller = self._wpoll
+            if poller is None:
+                poller = self._wpoll = select.poll()
+                poller.register(self._fd, POLLOUT)
+            try:
+                poller.poll(int(_POLL_CAP * 1000))
+            except OSError:  # pragma: no cover
+                pass
+            with self._lock:
+                if not self._sock_closed:
+                    self._flush()
+
+    def ping(self, data: Optional[Union[str, bytes]] = None) -> PongWaiter:
+        """Send a ping; return a :class:`PongWaiter` whose ``wait()`` gives the latency."""
+        payload = data.encode() if isinstance(data, str) else data
+        waiter = PongWaiter()
+        with self._lock:
+            self._check_sendable()
+            key = self._core.ping(payload)
+            self._pongs[key] = waiter
+            self._flush()
+        return waiter
+
+    def pong(self, data: Union[str, bytes] = b"") -> None:
+        """Send an unsolicited pong."""
+        payload = data.encode() if isinstance(data, str) else data
+        with self._lock:
+            self._check_sendable()
+            self._core.pong(payload)
+            self._flush()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection: send a close frame and wait for the peer's answer.
+
+        Returns once the connection is closed, after at most ``close_timeout``.
+        Closing a closed connection does nothing.
+        """
+        wscore.check_close_code(code, reason)
+        with self._lock:
+            if self._core.state is State.OPEN:
+                self._core.close(code, reason)
+                self._draining = True
+                self._process()
+                if self._reader == _SELECTOR and not self._sock_closed:
+                    self._update_interest()
+                    self._schedule()
+        timeout = self._core.config.close_timeout
+        if not self._closed_event.wait(None if timeout is None else timeout + 2.0):
+            self.abort()  # pragma: no cover - the core's close timer fires first
+
+    def abort(self) -> None:
+        """Drop the connection at once, without a closing handshake."""
+        with self._lock:
+            if self._closed is None:
+                self._core.receive_data(b"")
+                self._process()
+            self._close_socket()
+
+    # -- the machinery (always under self._lock) -------------------------------
+
+    def on_ready(self, mask: int) -> None:
+        """The I/O thread saw the socket ready."""
+        with self._lock:
+            if self._sock_closed or self._reader != _SELECTOR:
+                return
+            if mask & EVENT_READ:
+                self._read_some()
+            if mask & EVENT_WRITE and not self._sock_closed:
+                self._flush()
+            if not self._sock_closed:
+                self._update_interest()
+                self._schedule()
+
+    def on_timer(self) -> None:
+        """The I/O thread's timer for this connection fired."""
+        with self._lock:
+            self._scheduled = None
+            if self._sock_closed:
+                return
+            if self._force_close_at is not None and time.monotonic() >= self._force_close_at:
+                self._close_socket()
+                return
+            if self._reader == _SELECTOR:
+                self._run_timers()
+                if not self._sock_closed:
+                    self._update_interest()
+                    self._schedule()
+
+    def _run_timers(self) -> None:
+        deadline = self._core.next_deadline()
+        if deadline is not None and time.monotonic() >= deadline:
+            self._core.handle_timers()
+            self._process()
+
+    def _schedule(self) -> None:
+        deadline = self._core.next_deadline()
+        if self._force_close_at is not None:
+            deadline = (
+                self._force_close_at if deadline is None else min(deadline, self._force_close_at)
+            )
+        if deadline is None:
+            return
+        if self._scheduled is None or deadline < self._scheduled:
+            self._scheduled = deadline
+            self._loop.schedule(self, deadline)
+
+    def _update_interest(self) -> None:
+        interest = 0
+        if self._closed is None and (len(self._messages) < self._max_queue or self._draining):
+            interest = EVENT_READ
+        if self._pending:
+            interest |= EVENT_WRITE
+        if interest != self._interest:
+            self._interest = interest
+            self._loop.watch(self, interest)
+
+    def _read_some(self) -> None:
+        core = self._core
+        sock = self.sock
+        for _ in range(16):
+            try:
+                data = sock.recv(_READ_SIZE)
+            except _WOULD_BLOCK:
+                break
+            except OSError:
+                data = b""
+            core.receive_data(data)
+            self._dispatch()
+            if (
+                not data
+                or self._closed is not None
+                or len(self._messages) >= self._max_queue
+                or (
+                    len(data) < _READ_SIZE
+                    and not (isinstance(sock, ssl.SSLSocket) and sock.pending())
+                )
+            ):
+                break
+        self._after_events()
+
+    def _process(self) -> None:
+        self._dispatch()
+        self._after_events()
+
+    def _dispatch(self) -> None:
+        events = self._core.events()
+        if not events:
+            return
+        messages = self._messages
+        for event in events:
+            kind = type(event)
+            if kind is Message:
+                if len(messages) < self._max_queue or not self._draining:
+                    messages.append(event.data)  # type: ignore[attr-defined]
+            elif kind is Fragment:
+                messages.append(event)
+            elif kind is Pong:
+                for key in event.acknowledged:  # type: ignore[attr-defined]
+                    waiter = self._pongs.pop(key, None)
+                    if waiter is not None:
+                        waiter._resolve(event.latency, None)  # type: ignore[attr-defined]
+            elif kind is Closed:
+                self._closed = event  # type: ignore[assignment]
+
+    def _after_events(self) -> None:
+        self._flush()
+        if self._closed is not None and not self._sock_closed:
+            if self._pending and self._force_close_at is None:
+                self._force_close_at = time.monotonic() + 2.0
+                if self._reader == _SELECTOR:
+                    self._update_interest()
+                    self._schedule()
+            elif not self._pending:
+                self._close_socket()
+
+    def _flush(self) -> None:
+        data = self._core.data_to_send()
+        pending = self._pending
+        if data:
+            if not pending:
+                try:
+                    sent = self.sock.send(data)
+                except _WOULD_BLOCK:
+                    sent = 0
+                except OSError:
+                    self._broken()
+                    return
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            pending.append(data)
+            self._pending_size += len(data)
+        while pending:
+            chunk = pending[0]
+            try:
+                sent = self.sock.send(chunk)
+            except _WOULD_BLOCK:
+                return
+            except OSError:
+                self._broken()
+                return
+            self._pending_size -= sent
+            if sent == len(chunk):
+                pending.popleft()
+            else:
+                pending[0] = chunk[sent:]
+                return
+
+    def _broken(self) -> None:
+        """The socket failed while writing: drop what waits and treat it as EOF."""
+        self._pending.clear()
+        self._pending_size = 0
+        if self._closed is None:
+            self._core.receive_data(b"")
+            self._dispatch()
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        if self._sock_closed:
+            return
+        self._sock_closed = True
+        if self._closed is None:
+            self._core.receive_data(b"")
+            self._dispatch()
+        if self._interest:
+            self._interest = 0
+            self._loop.watch(self, 0)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover
+            pass
+        error = self._closed_error()
+        for waiter in self._pongs.values():
+            waiter._resolve(None, error)
+        self._pongs.clear()
+        self._closed_event.set()
+        self._on_closed()
+
+    def _on_closed(self) -> None:
+        """Hook for servers to forget the connection."""
+
+    def _closed_error(self) -> ConnectionClosed:
+        closed = self._closed
+        if closed is None:  # closing: our close frame is out
+            return ConnectionClosedOK(1000, "the connection is closing")
+        cls = ConnectionClosedOK if closed.ok else ConnectionClosedError
+        return cls(closed.code, closed.reason, closed.error)
+
+    # -- the opening handshake (blocking, in the connection's own thread) -------
+
+    def _handshake_io(self, deadline: Optional[float]) -> List[wscore.Event]:
+        """Write what the core has to send, then read until events come."""
+        sock = self.sock
+        data = self._core.data_to_send()
+        if data:
+            sock.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
+            sock.sendall(data)
+        while True:
+            events = self._core.events()
+            if events:
+                return events
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._core.handle_timers()
+                    continue
+                sock.settimeout(left)
+            try:
+                chunk = sock.recv(_READ_SIZE)
+            except socket.timeout:
+                continue
+            except OSError:
+                chunk = b""
+            self._core.receive_data(chunk)
+
+    def _start_io(self) -> None:
+        """The handshake is over: hand the socket to the I/O thread."""
+        self.sock.setblocking(False)
+        with self._lock:
+            self._reader = _SELECTOR
+            self._process()
+            if not self._sock_closed:
+                self._update_interest()
+                self._schedule()
+
+    def _finish_handshake_write(self) -> None:
+        """Write a handshake answer (e.g. an HTTP response) and close."""
+        data = self._core.data_to_send()
+        try:
+            if data:
+                self.sock.settimeout(5.0)
+                self.sock.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            self._dispatch()
+            self._close_socket()
