@@ -190,6 +190,9 @@ def markdown(meta: dict, summary: dict, records: list[dict]) -> str:
     for n in meta.get("notes", []):
         out.append(f"- {n}")
     out.append("")
+    kr = key_ratios(summary)
+    if kr:
+        out.append(kr)
     ft = frames_table(records)
     if ft:
         out.append(ft)
@@ -212,23 +215,80 @@ def charts(summary: dict, out_dir: Path) -> None:
         if not rows:
             continue
         mem = scen.startswith("memory")
+        client = scen.startswith("client-")
         rows = sorted(rows, key=lambda r: r["median"], reverse=not mem)[::-1]
-        fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(rows) + 1.2))
         names = [r["lib"] for r in rows]
+        colors = ["tab:red" if n.startswith("ours") else "tab:gray" if n.startswith("raw")
+                  else "tab:blue" for n in names]
+        ncols = 1 if mem else 2
+        fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 0.33 * len(rows) + 1.3),
+                                 sharey=True, squeeze=False)
+        ax = axes[0][0]
         vals = [r["median"] for r in rows]
         lo = [r["median"] - r["min"] for r in rows]
         hi = [r["max"] - r["median"] for r in rows]
-        colors = ["tab:red" if n.startswith("ours") else "tab:gray" if n.startswith("raw")
-                  else "tab:blue" for n in names]
         ax.barh(names, vals, xerr=None if mem else [lo, hi], color=colors, capsize=3)
         unit = "KiB per idle connection" if mem else (
             "handshakes/s" if "handshake" in scen else "messages/s")
-        ax.set_xlabel(unit + ("" if mem else " (median, min–max)"))
-        ax.set_title(TITLES.get(scen, scen), fontsize=9)
-        ax.tick_params(axis="y", labelsize=8)
+        ax.set_xlabel(unit + ("" if mem else " (median, min–max)"), fontsize=8)
+        ax.tick_params(labelsize=7)
+        if not mem:
+            key = "client_us" if client else "server_us"
+            ax2 = axes[0][1]
+            ax2.barh(names, [r.get(key) or 0 for r in rows], color=colors)
+            ax2.set_xlabel(("client" if client else "server") + " CPU µs per op (lower is better)",
+                           fontsize=8)
+            ax2.tick_params(labelsize=7)
+        fig.suptitle(TITLES.get(scen, scen), fontsize=9)
         fig.tight_layout()
         fig.savefig(out_dir / f"{scen}.png", dpi=90)
         plt.close(fig)
+
+
+KEY_LIBS = ["ours-threaded", "ours-asyncio", "ours-asyncio-uvloop", "websockets-sync",
+            "picows-uvloop", "raw-asyncio-uvloop", "raw-threaded"]
+
+
+def key_ratios(summary: dict) -> str:
+    """One line per scenario: rate and CPU ratios of the key libraries to websockets."""
+    present = [k for k in KEY_LIBS if any(r["lib"] == k for rows in summary.values() for r in rows)]
+    if not present:
+        return ""
+    lines = ["### Summary: ratio to websockets (asyncio) — rate× / CPU per op×", "",
+             "| scenario | websockets | " + " | ".join(present) + " |",
+             "|---|---:|" + "---:|" * len(present)]
+    for scen in ORDER:
+        rows = summary.get(scen)
+        if not rows or scen.startswith("memory"):
+            continue
+        by = {r["lib"]: r for r in rows if r.get("median")}
+        base = by.get(S.BASELINE)
+        if not base:
+            continue
+        key = "client_us" if scen.startswith("client-") else "server_us"
+        cells = [scen, _fmt(base["median"])]
+        for k in present:
+            r = by.get(k)
+            if not r:
+                cells.append("–")
+                continue
+            cpu = _ratio(r.get(key), base.get(key))
+            cells.append(f"{_ratio(r['median'], base['median'])} / {cpu}")
+        lines.append("| " + " | ".join(cells) + " |")
+    for scen in ("memory-1000", "memory-10000"):
+        rows = summary.get(scen)
+        if not rows:
+            continue
+        by = {r["lib"]: r for r in rows if r.get("median")}
+        base = by.get(S.BASELINE)
+        if not base:
+            continue
+        cells = [scen + " (KiB/conn)", f"{base['median']:.1f}"]
+        for k in present:
+            r = by.get(k)
+            cells.append(f"{r['median']:.1f} ({_ratio(r['median'], base['median'])})" if r else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def update_readme(path: Path, md: str) -> None:
