@@ -1,0 +1,612 @@
+"""The asyncio connection: an ``asyncio.Protocol`` that drives one wscore connection.
+
+Bytes flow ``data_received`` -> ``core.receive_data`` -> events -> one
+``transport.write`` per batch. Incoming messages wait in a bounded deque: reading
+pauses when it holds ``max_queue`` messages and resumes when ``recv`` catches up.
+``send`` waits while the transport's write buffer is above ``write_limit``. One
+``loop.call_at`` handle per connection follows ``core.next_deadline()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import (
+    Any,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Tuple,
+    Union,
+    cast,
+)
+
+from wscore import (
+    Closed,
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    Fragment,
+    Message,
+    Pong,
+    Request,
+    Response,
+    State,
+    check_close_code,
+)
+from wscore._connection import _Connection as _CoreConnection
+
+from .._common import TransportOptions, logger
+
+__all__ = ["Connection", "broadcast", "Data"]
+
+Data = Union[str, bytes]
+_BytesLike = (bytes, bytearray, memoryview)
+_MAX_PINGS = 64  # the core forgets older pings too
+_OK_CODES = (1000, 1001, 1005)
+
+
+class Connection(asyncio.Protocol):
+    """One WebSocket connection (server or client side), used from coroutines.
+
+    Receive with ``await recv()``, ``async for message in connection`` or
+    ``recv_streaming()``; send with ``await send(...)``; end with ``await close()``.
+    """
+
+    _is_client = False
+
+    def __init__(
+        self,
+        core: _CoreConnection,
+        options: TransportOptions,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.core = core
+        self._loop = loop
+        self._transport: Optional[asyncio.Transport] = None
+        self._max_queue = options.max_queue
+        self._low_queue = options.max_queue // 4
+        self._write_limit = options.write_limit
+        self._streaming = core.config.streaming
+        timeout = core.config.close_timeout
+        self._grace = timeout if timeout is not None else 10.0
+        # Receiving.
+        self._queue: Deque[Any] = collections.deque()
+        self._waiter: Optional[asyncio.Future[None]] = None
+        self._receiving = False
+        self._paused_reading = False
+        self._keep_reading = False  # closing: never pause again
+        # Sending.
+        self._paused_writing = False
+        self._drainers: List[asyncio.Future[None]] = []
+        self._send_lock = asyncio.Lock()
+        self._pings: Dict[bytes, asyncio.Future[float]] = {}
+        self._local_close: Optional[Tuple[int, str]] = None
+        # Timers and the end.
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._timer_at: Optional[float] = None
+        self._abort_handle: Optional[asyncio.TimerHandle] = None
+        self._close_event: Optional[Closed] = None
+        self._eof = False
+        self._lost = False
+        self._lost_waiter: asyncio.Future[None] = loop.create_future()
+
+    # -- asyncio.Protocol -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=self._write_limit)
+        self._process()
+
+    def data_received(self, data: bytes) -> None:
+        self.core.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> Optional[bool]:
+        self._eof = True
+        if self.core.state is not State.CLOSED:
+            self.core.receive_data(b"")
+            self._process()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self._lost = True
+        if self.core.state is not State.CLOSED:
+            self.core.receive_data(b"")
+            self._process()
+        for handle in (self._timer, self._abort_handle):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._abort_handle = None
+        self._wake_drainers()
+        if not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        self._wake_drainers()
+
+    # -- the engine ---------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Handle the core's events, write its output, follow its next deadline."""
+        core = self.core
+        events = core.events()
+        if events:
+            queue = self._queue
+            queued = False
+            for event in events:
+                cls = type(event)
+                if cls is Message:
+                    queue.append(event.data)  # type: ignore[attr-defined]
+                    queued = True
+                elif cls is Fragment:
+                    queue.append(event)
+                    queued = True
+                elif cls is Pong:
+                    self._on_pong(event)  # type: ignore[arg-type]
+                elif cls is Closed:
+                    self._on_closed(event)  # type: ignore[arg-type]
+                else:
+                    self._on_event(event)
+            if queued:
+                waiter = self._waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                if (
+                    len(queue) >= self._max_queue
+                    and not self._paused_reading
+                    and not self._keep_reading
+                    and self._transport is not None
+                ):
+                    self._paused_reading = True
+                    self._transport.pause_reading()
+        data = core.data_to_send()
+        transport = self._transport
+        if data and transport is not None and not self._lost:
+            transport.write(data)
+        if self._close_event is not None:
+            self._teardown()
+        deadline = core.next_deadline()
+        if deadline != self._timer_at:
+            self._set_timer(deadline)
+
+    def _set_timer(self, deadline: Optional[float]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None and not self._lost:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        deadline = self._timer_at
+        self._timer = None
+        self._timer_at = None
+        now = self._loop.time()
+        if deadline is not None and now < deadline:  # call_at may fire a hair early
+            now = deadline
+        self.core.handle_timers(now)
+        self._process()
+
+    def _on_event(self, event: Any) -> None:
+        """Handshake events (RequestReceived, Opened): the subclasses take them."""
+
+    def _on_pong(self, event: Pong) -> None:
+        pings = self._pings
+        if not pings:
+            return
+        latency = event.latency if event.latency is not None else 0.0
+        for payload in event.acknowledged:
+            waiter = pings.pop(payload, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(latency)
+
+    def _on_closed(self, event: Closed) -> None:
+        self._close_event = event
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._pings:
+            exc = self._closed_exc()
+            for ping in self._pings.values():
+                if not ping.done():
+                    ping.set_exception(exc)
+                    ping.exception()  # nobody may be waiting: no "never retrieved" warning
+            self._pings.clear()
+        self._wake_drainers()
+
+    def _teardown(self) -> None:
+        """After Closed: close the transport (a client waits briefly for the server's FIN)."""
+        transport = self._transport
+        if transport is None or self._lost or self._abort_handle is not None:
+            return
+        event = self._close_event
+        assert event is not None
+        if self._paused_reading:
+            self._paused_reading = False
+            transport.resume_reading()
+        self._keep_reading = True
+        if (
+            self._is_client
+            and not self._eof
+            and event.error is None
+            and event.code != 1006
+            and not transport.is_closing()
+        ):
+            # RFC 6455, 7.1.1: the server closes TCP first; wait for its FIN a while.
+            self._abort_handle = self._loop.call_later(self._grace, self._close_transport)
+            return
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        transport.close()
+        if self._abort_handle is not None:
+            self._abort_handle.cancel()
+        # Close flushes first: a peer that never reads is cut off after the grace period.
+        self._abort_handle = self._loop.call_later(self._grace, transport.abort)
+
+    def _wake_drainers(self) -> None:
+        drainers = self._drainers
+        if drainers:
+            self._drainers = []
+            for waiter in drainers:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _closed_exc(self) -> ConnectionClosed:
+        """The exception that tells the connection is (being) closed."""
+        event = self._close_event
+        if event is not None:
+            cls = ConnectionClosedOK if event.ok else ConnectionClosedError
+            return cls(event.code, event.reason, event.error)
+        code, reason = self._local_close or (1006, "")
+        cls = ConnectionClosedOK if code in _OK_CODES else ConnectionClosedError
+        return cls(code, reason)
+
+    # -- receiving ------------------------------------------------------------------
+
+    async def _wait_queue(self) -> None:
+        """Wait until the queue has an item; raise ConnectionClosed if none will come."""
+        queue = self._queue
+        while not queue:
+            if self._close_event is not None or self._lost:
+                raise self._closed_exc()
+            waiter = self._waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    def _pop(self) -> Any:
+        queue = self._queue
+        item = queue.popleft()
+        if self._paused_reading and len(queue) <= self._low_queue:
+            self._paused_reading = False
+            if self._transport is not None and not self._lost:
+                self._transport.resume_reading()
+        return item
+
+    async def _recv_item(self) -> Any:
+        if not self._queue:
+            await self._wait_queue()
+        return self._pop()
+
+    async def recv(self) -> Data:
+        """Receive the next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises :class:`wscore.ConnectionClosedOK` or :class:`wscore.ConnectionClosedError`
+        once the connection is closed and every received message was read;
+        :class:`wscore.ConcurrencyError` if another task is receiving.
+        """
+        if self._receiving:
+            raise ConcurrencyError("recv() called while another task is receiving")
+        queue = self._queue
+        if queue and not self._streaming:
+            return cast(Data, self._pop())
+        self._receiving = True
+        try:
+            if not self._streaming:
+                return cast(Data, await self._recv_item())
+            parts: List[Data] = []
+            while True:
+                fragment: Fragment = await self._recv_item()
+                parts.append(fragment.data)
+                if fragment.final:
+                    break
+            if len(parts) == 1:
+                return parts[0]
+            empty: Data = "" if isinstance(parts[0], str) else b""
+            return empty.join(parts)  # type: ignore[arg-type]
+        finally:
+            self._receiving = False
+
+    async def recv_streaming(self) -> AsyncIterator[Data]:
+        """Yield the fragments of the next message as they arrive (with ``streaming``).
+
+        Without ``streaming`` the whole message comes as one fragment. Iterate to the
+        end: an abandoned iteration leaves the rest of that message unread.
+        """
+        if self._receiving:
+            raise ConcurrencyError("recv_streaming() called while another task is receiving")
+        self._receiving = True
+        try:
+            if not self._streaming:
+                yield await self._recv_item()
+                return
+            while True:
+                fragment: Fragment = await self._recv_item()
+                yield fragment.data
+                if fragment.final:
+                    return
+        finally:
+            self._receiving = False
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Data]:
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    # -- sending --------------------------------------------------------------------
+
+    def _write_out(self) -> None:
+        data = self.core.data_to_send()
+        if data and not self._lost and self._transport is not None:
+            self._transport.write(data)
+
+    def _send_frame(self, data: Any, final: bool = True) -> None:
+        core = self.core
+        if core.state is not State.OPEN:
+            raise self._closed_exc()
+        core.send(data, final)
+        self._write_out()
+
+    async def _drain(self) -> None:
+        while self._paused_writing:
+            if self._lost or self._close_event is not None:
+                raise self._closed_exc()
+            waiter = self._loop.create_future()
+            self._drainers.append(waiter)
+            await waiter
+
+    async def send(
+        self,
+        message: Union[Data, bytearray, memoryview, Iterable[Data], AsyncIterable[Data]],
+    ) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        An iterable or async iterable of fragments (all ``str`` or all bytes-like)
+        goes out as one fragmented message; other sends wait until it is complete.
+        Waits while the write buffer is above ``write_limit``. Raises
+        ``ConnectionClosed`` once the connection is closing or closed.
+        """
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            if self._send_lock.locked():  # a fragmented message is going out
+                async with self._send_lock:
+                    self._send_frame(message)
+            else:
+                self._send_frame(message)
+            if self._paused_writing:
+                await self._drain()
+            return
+        if isinstance(message, dict):
+            raise TypeError("send() takes str, bytes or an iterable of fragments, not a dict")
+        if hasattr(message, "__aiter__"):
+            await self._send_fragments(cast(AsyncIterable[Data], message).__aiter__(), True)
+        elif hasattr(message, "__iter__"):
+            await self._send_fragments(iter(cast(Iterable[Data], message)), False)
+        else:
+            raise TypeError(f"send() cannot send {type(message).__name__}")
+
+    async def _send_fragments(self, fragments: Any, is_async: bool) -> None:
+        async with self._send_lock:
+            try:
+                previous = await fragments.__anext__() if is_async else next(fragments)
+            except (StopIteration, StopAsyncIteration):
+                return  # an empty iterable sends nothing
+            if not isinstance(previous, (str, bytes, bytearray, memoryview)):
+                raise TypeError(f"a fragment must be str or bytes, not {type(previous).__name__}")
+            started = False
+            try:
+                while True:
+                    try:
+                        fragment = await fragments.__anext__() if is_async else next(fragments)
+                    except (StopIteration, StopAsyncIteration):
+                        break
+                    self._send_frame(previous, False)
+                    started = True
+                    if self._paused_writing:
+                        await self._drain()
+                    previous = fragment
+                self._send_frame(previous, True)
+            except BaseException as exc:
+                if started and self.core.state is State.OPEN:
+                    # Half a message went out: the connection cannot carry on.
+                    self.core.fail(1011, "error while sending a fragmented message", exc)
+                    self._process()
+                raise
+        if self._paused_writing:
+            await self._drain()
+
+    async def ping(self, data: Optional[Union[str, bytes]] = None) -> Awaitable[float]:
+        """Send a ping; return a future that resolves to the round-trip time in seconds."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if self.core.state is not State.OPEN:
+            raise self._closed_exc()
+        payload = self.core.ping(data)
+        waiter: asyncio.Future[float] = self._loop.create_future()
+        pings = self._pings
+        if len(pings) >= _MAX_PINGS:
+            oldest = next(iter(pings))
+            pings.pop(oldest).cancel()
+        pings[payload] = waiter
+        self._write_out()
+        return waiter
+
+    async def pong(self, data: Union[str, bytes] = b"") -> None:
+        """Send an unsolicited pong (pings are answered automatically)."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if self.core.state is not State.OPEN:
+            raise self._closed_exc()
+        self.core.pong(data)
+        self._write_out()
+
+    # -- closing --------------------------------------------------------------------
+
+    def _start_close(self, code: int, reason: str) -> None:
+        """Send a close frame if OPEN; keep reading so the peer's answer gets in."""
+        core = self.core
+        if core.state is State.OPEN:
+            core.close(code, reason)
+            self._local_close = (code, reason)
+            self._keep_reading = True
+            if self._paused_reading and self._transport is not None and not self._lost:
+                self._paused_reading = False
+                self._transport.resume_reading()
+            self._process()
+        elif core.state is State.CONNECTING:
+            self.abort()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code`` and ``reason``; return once the connection is closed.
+
+        The peer has ``close_timeout`` seconds to answer before the connection drops.
+        """
+        check_close_code(code, reason)
+        self._start_close(code, reason)
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed and the socket released."""
+        await asyncio.shield(self._lost_waiter)
+
+    def abort(self) -> None:
+        """Drop the connection at once, without a closing handshake."""
+        if self._transport is not None and not self._lost:
+            self._transport.abort()
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address (``(host, port)`` for TCP)."""
+        return None if self._transport is None else self._transport.get_extra_info("peername")
+
+    @property
+    def local_address(self) -> Any:
+        """This side's address."""
+        return None if self._transport is None else self._transport.get_extra_info("sockname")
+
+    @property
+    def request(self) -> Optional[Request]:
+        """The opening handshake's request."""
+        return self.core.request
+
+    @property
+    def path(self) -> str:
+        """The path of the request (without the query string)."""
+        request = self.core.request
+        return request.path if request is not None else ""
+
+    @property
+    def response(self) -> Optional[Response]:
+        """The opening handshake's response."""
+        return self.core.response
+
+    @property
+    def subprotocol(self) -> Optional[str]:
+        """The negotiated subprotocol, if any."""
+        return self.core.subprotocol
+
+    @property
+    def state(self) -> State:
+        """The connection's :class:`wscore.State`."""
+        return self.core.state
+
+    @property
+    def open(self) -> bool:
+        """True while messages can be sent."""
+        return self.core.state is State.OPEN
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is CLOSED."""
+        return self.core.state is State.CLOSED
+
+    @property
+    def close_code(self) -> Optional[int]:
+        """The close code, once closed."""
+        return self.core.close_code
+
+    @property
+    def close_reason(self) -> Optional[str]:
+        """The close reason, once closed."""
+        return self.core.close_reason
+
+    @property
+    def latency(self) -> float:
+        """Round-trip time of the latest answered ping, in seconds (0 before any)."""
+        latency = self.core.latency
+        return 0.0 if latency is None else latency
+
+    @property
+    def is_reading(self) -> bool:
+        """False while reading is paused because the message queue is full."""
+        return not self._paused_reading
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes waiting in the transport's write buffer."""
+        transport = self._transport
+        return 0 if transport is None or self._lost else transport.get_write_buffer_size()
+
+    def __repr__(self) -> str:
+        side = "client" if self._is_client else "server"
+        return f"<{type(self).__name__} {side} {self.state.name} {self.remote_address}>"
+
+
+def broadcast(
+    connections: Iterable[Connection], message: Union[Data, bytearray]
+) -> List[Connection]:
+    """Send ``message`` to every open connection without waiting on any.
+
+    A connection whose write buffer is above its ``write_limit``, that is in the
+    middle of a fragmented message, or that is not OPEN is skipped. Returns the
+    skipped connections (also logged at debug level).
+    """
+    if not isinstance(message, (str, bytes, bytearray, memoryview)):
+        raise TypeError(f"broadcast() sends str or bytes, not {type(message).__name__}")
+    skipped: List[Connection] = []
+    for connection in connections:
+        if (
+            connection.core.state is not State.OPEN
+            or connection._paused_writing
+            or connection._send_lock.locked()
+            or connection.write_buffer_size > connection._write_limit
+        ):
+            skipped.append(connection)
+            continue
+        connection._send_frame(message)
+    if skipped:
+        logger.debug("broadcast skipped %d connection(s): closed or too slow", len(skipped))
+    return skipped
