@@ -90,6 +90,29 @@ def _lib(row):
     return name
 
 
+def loadgen_bound(r: dict, pin: str) -> bool:
+    share = r.get("client_share") or 0
+    return share >= 0.9 or (pin == "same" and (r.get("client_us") or 0) >= (
+        r.get("server_us") or 0))
+
+
+def bottleneck_note(summary: dict, pin: str) -> str:
+    hits: dict[str, list[str]] = {}
+    for scen, rows in summary.items():
+        if scen.startswith(("client-", "memory")):
+            continue
+        for r in rows:
+            if r.get("median") is not None and loadgen_bound(r, pin):
+                hits.setdefault(r["lib"], []).append(scen)
+    if not hits:
+        return "load generator: never the bottleneck (no row marked †)."
+    parts = [f"{lib} ({', '.join(sorted(sc))})" for lib, sc in sorted(hits.items())]
+    ours = [lib for lib in hits if lib.startswith("ours") or lib == S.BASELINE]
+    tail = ("" if ours else "; it was never the bottleneck for websockets or ours, whose "
+            "figures are therefore server-bound")
+    return "load generator at its limit (†) for: " + "; ".join(parts) + tail + "."
+
+
 def table(scen: str, rows: list[dict], pin: str = "split") -> str:
     base = next((r for r in rows if r["lib"] == S.BASELINE and r.get("median")), None)
     lines = [f"### {TITLES.get(scen, scen)}", ""]
@@ -134,8 +157,7 @@ def table(scen: str, rows: list[dict], pin: str = "split") -> str:
                       _fmt(r.get("server_us"), 1)]
         else:
             share = r.get("client_share") or 0
-            bound = share >= 0.9 or (pin == "same" and (r.get("client_us") or 0) >= (
-                r.get("server_us") or 0))
+            bound = loadgen_bound(r, pin)
             cells += [_fmt(r.get("server_us"), 1),
                       _ratio(r.get("server_us"), base and base.get("server_us")),
                       f"{share * 100:.0f}%" + (" †" if bound else "")]
@@ -149,6 +171,9 @@ def frames_table(records: list[dict]) -> str:
     rows = [r for r in records if r.get("scenario") == "frames"]
     if not rows:
         return ""
+    if len(rows) == 1 and "text" in rows[0]:
+        return ("### 1. Core frame throughput (benchmarks/frames.py)\n\n```\n"
+                + rows[0]["text"].strip() + "\n```\n")
     keys: list[str] = []
     for r in rows:
         for k in r:
@@ -189,6 +214,7 @@ def markdown(meta: dict, summary: dict, records: list[dict]) -> str:
     ]
     for n in meta.get("notes", []):
         out.append(f"- {n}")
+    out.append(f"- {bottleneck_note(summary, meta.get('pin', 'split'))}")
     out.append("")
     kr = key_ratios(summary)
     if kr:
