@@ -55,7 +55,7 @@ _CoreConnection = Union[wscore.ServerConnection, wscore.ClientConnection]
 
 _READ_SIZE = 65536
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-_SELECTOR, _THREAD = 0, 1  # who reads the socket
+_SELECTOR, _THREAD, _LAZY = 0, 1, 2  # who reads the socket (_LAZY: a thread, soon the loop)
 _POLL_CAP = 1.0  # longest single wait, so closes by other threads are noticed
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -244,14 +244,15 @@ class Connection:
                 with self._lock:
                     if self._messages:
                         item = self._messages.popleft()
-                        if not owned and self._interest == 0 and not self._sock_closed:
-                            self._update_interest()  # resume reading after a full queue
+                        if self._reader == _SELECTOR and not self._interest:
+                            if not self._sock_closed:
+                                self._update_interest()  # resume reading after a full queue
                         return item
                     if self._closed is not None:
                         raise self._closed_error()
                     if not owned:
                         owned = True
-                        self._reader = _THREAD
+                        self._reader = _THREAD  # from _LAZY: no system call at all
                         if self._interest:
                             self._interest = 0
                             self._loop.watch(self, 0)
@@ -273,10 +274,11 @@ class Connection:
         finally:
             if owned:
                 with self._lock:
-                    self._reader = _SELECTOR
                     if not self._sock_closed:
-                        self._update_interest()
-                        self._schedule()
+                        self._reader = _LAZY
+                        self._loop.adopt_later(self)
+                    else:
+                        self._reader = _SELECTOR
 
     def _wait_time(self, deadline: Optional[float]) -> Optional[float]:
         now = time.monotonic()
@@ -375,6 +377,7 @@ class Connection:
             key = self._core.ping(payload)
             self._pongs[key] = waiter
             self._flush()
+            self._adopt()  # someone must read the pong
         return waiter
 
     def pong(self, data: Union[str, bytes] = b"") -> None:
@@ -397,9 +400,7 @@ class Connection:
                 self._core.close(code, reason)
                 self._draining = True
                 self._process()
-                if self._reader == _SELECTOR and not self._sock_closed:
-                    self._update_interest()
-                    self._schedule()
+                self._adopt()
         timeout = self._core.config.close_timeout
         if not self._closed_event.wait(None if timeout is None else timeout + 2.0):
             self.abort()  # pragma: no cover - the core's close timer fires first
@@ -413,6 +414,18 @@ class Connection:
             self._close_socket()
 
     # -- the machinery (always under self._lock) -------------------------------
+
+    def adopt(self) -> None:
+        """Let the I/O thread read the socket (its reader thread left ``recv()``)."""
+        with self._lock:
+            self._adopt()
+
+    def _adopt(self) -> None:
+        if self._reader == _LAZY:
+            self._reader = _SELECTOR
+        if self._reader == _SELECTOR and not self._sock_closed:
+            self._update_interest()
+            self._schedule()
 
     def on_ready(self, mask: int) -> None:
         """The I/O thread saw the socket ready."""

@@ -33,6 +33,8 @@ __all__ = ["IOLoop", "client_loop"]
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
 _MAX_SLEEP = 1.0
+_ADOPT_AFTER = 0.05  # a handler away from recv() this long gets its socket watched here
+_LAZY_TICK = 0.1
 
 
 class IOLoop:
@@ -51,6 +53,7 @@ class IOLoop:
         self._running = True
         self._sleep_until = 0.0
         self._pending_calls: List[Callable[[], Any]] = []
+        self._lazy: Dict[Connection, float] = {}
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -94,6 +97,20 @@ class IOLoop:
         if wake:
             self.wake()
 
+    def adopt_later(self, conn: Connection) -> None:
+        """``conn``'s reader left ``recv()``: watch its socket unless it comes back soon.
+
+        Giving the socket back at once would cost two ``epoll_ctl`` calls per
+        message; a handler that calls ``recv()`` again within ``_ADOPT_AFTER``
+        keeps reading it itself, and a busy one is adopted within ~0.15 s.
+        """
+        now = time.monotonic()
+        with self._lock:
+            self._lazy[conn] = now
+            wake = self._sleep_until > now + _LAZY_TICK
+        if wake:
+            self.wake()
+
     def wake(self) -> None:
         """Interrupt the loop's wait."""
         try:
@@ -121,7 +138,7 @@ class IOLoop:
         while self._running:
             now = time.monotonic()
             with self._lock:
-                timeout = _MAX_SLEEP
+                timeout = _LAZY_TICK if self._lazy else _MAX_SLEEP
                 if self._heap:
                     timeout = max(0.0, min(timeout, self._heap[0][0] - now))
                 self._sleep_until = now + timeout
@@ -150,6 +167,8 @@ class IOLoop:
             for fn in calls:
                 self._guard(fn)
             self._fire_timers()
+            if self._lazy:
+                self._adopt_idle()
         try:
             self._selector.close()
             self._wake_r.close()
@@ -166,6 +185,15 @@ class IOLoop:
                 due.append(heapq.heappop(heap)[2])
         for conn in due:
             self._guard(conn.on_timer)
+
+    def _adopt_idle(self) -> None:
+        limit = time.monotonic() - _ADOPT_AFTER
+        with self._lock:
+            idle = [conn for conn, since in self._lazy.items() if since <= limit]
+            for conn in idle:
+                del self._lazy[conn]
+        for conn in idle:
+            self._guard(conn.adopt)
 
     @staticmethod
     def _guard(fn: Callable[[], Any]) -> None:

@@ -193,9 +193,7 @@ class Server:
                     conn._core.close(1001, "server shutting down")
                     conn._draining = True
                     conn._process()
-                    if conn._reader == 0 and not conn._sock_closed:
-                        conn._update_interest()
-                        conn._schedule()
+                    conn._adopt()
         with self._lock:
             threads = list(self._threads)
         for thread in threads:
@@ -392,8 +390,8 @@ def broadcast(
                     continue
                 conn._core.send(message)
                 conn._flush()
-                if conn._pending and conn._reader == 0 and not conn._sock_closed:
-                    conn._update_interest()
+                if conn._pending:
+                    conn._adopt()
         finally:
             conn._send_lock.release()
     if skipped:
