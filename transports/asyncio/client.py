@@ -20,7 +20,7 @@ from wscore import (
 )
 
 from .._common import logger, split_options
-from .connection import Connection
+from .connection import CLOCK, Connection
 
 __all__ = ["connect", "ClientConnection"]
 
@@ -99,7 +99,7 @@ class connect:
 
     async def _create(self) -> ClientConnection:
         loop = asyncio.get_running_loop()
-        core = CoreClient(self._wsuri, self._config, origin=self._origin, clock=loop.time)
+        core = CoreClient(self._wsuri, self._config, origin=self._origin, clock=CLOCK)
         connection = ClientConnection(core, self._options, loop)
         timeout = self._config.open_timeout
         try:

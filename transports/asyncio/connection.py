@@ -4,13 +4,19 @@ Bytes flow ``data_received`` -> ``core.receive_data`` -> events -> one
 ``transport.write`` per batch. Incoming messages wait in a bounded deque: reading
 pauses when it holds ``max_queue`` messages and resumes when ``recv`` catches up.
 ``send`` waits while the transport's write buffer is above ``write_limit``. One
-``loop.call_at`` handle per connection follows ``core.next_deadline()``.
+timer handle per connection follows ``core.next_deadline()``, rescheduled only
+when that deadline moves.
+
+The core's clock is ``time.monotonic`` rather than ``loop.time``: uvloop's clock
+has millisecond resolution, which would report a localhost ping latency as 0.
+Deadlines are turned into ``loop.call_later`` delays, so any loop works.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import (
     Any,
     AsyncIterable,
@@ -50,6 +56,8 @@ Data = Union[str, bytes]
 _BytesLike = (bytes, bytearray, memoryview)
 _MAX_PINGS = 64  # the core forgets older pings too
 _OK_CODES = (1000, 1001, 1005)
+#: The clock of the cores (pass it as ``clock=`` when making one).
+CLOCK = time.monotonic
 
 
 class Connection(asyncio.Protocol):
@@ -187,14 +195,15 @@ class Connection(asyncio.Protocol):
             self._timer = None
         self._timer_at = deadline
         if deadline is not None and not self._lost:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            delay = deadline - CLOCK()
+            self._timer = self._loop.call_later(delay if delay > 0 else 0, self._on_timer)
 
     def _on_timer(self) -> None:
         deadline = self._timer_at
         self._timer = None
         self._timer_at = None
-        now = self._loop.time()
-        if deadline is not None and now < deadline:  # call_at may fire a hair early
+        now = CLOCK()
+        if deadline is not None and now < deadline:  # timers may fire a hair early
             now = deadline
         self.core.handle_timers(now)
         self._process()

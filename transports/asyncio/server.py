@@ -13,7 +13,7 @@ from wscore import ConnectionClosed, RequestReceived, State
 from wscore import ServerConnection as CoreServer
 
 from .._common import NOT_WEBSOCKET, demo_http, logger, normalize_answer, split_options, wants_path
-from .connection import Connection
+from .connection import CLOCK, Connection
 
 __all__ = ["serve", "Server", "ServerConnection", "serve_demo"]
 
@@ -24,7 +24,7 @@ class ServerConnection(Connection):
     """The server side of a connection, handed to the handler."""
 
     def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
-        core = CoreServer(server._config, clock=loop.time)
+        core = CoreServer(server._config, clock=CLOCK)
         super().__init__(core, server._options, loop)
         self.server = server
 
