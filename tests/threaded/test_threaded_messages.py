@@ -137,7 +137,7 @@ def test_ping_latency(echo_server: Server, client: Any) -> None:
 
 
 def test_ping_from_handler(start_server: Start, client: Any) -> None:
-    results: "queue.Queue[Any]" = queue.Queue()
+    results: queue.Queue[Any] = queue.Queue()
 
     def handler(ws: Any) -> None:
         results.put(ws.ping().wait(2))
@@ -170,7 +170,7 @@ def test_ping_waiter_fails_on_close(start_server: Start, client: Any) -> None:
 
 
 def test_client_close_4000_seen_by_handler(start_server: Start, client: Any) -> None:
-    seen: "queue.Queue[Any]" = queue.Queue()
+    seen: queue.Queue[Any] = queue.Queue()
 
     def handler(ws: Any) -> None:
         try:
@@ -192,7 +192,7 @@ def test_client_close_4000_seen_by_handler(start_server: Start, client: Any) -> 
 
 
 def test_client_close_1000_ends_iteration(start_server: Start, client: Any) -> None:
-    seen: "queue.Queue[Any]" = queue.Queue()
+    seen: queue.Queue[Any] = queue.Queue()
 
     def handler(ws: Any) -> None:
         try:
@@ -256,8 +256,10 @@ def test_handler_close_code(start_server: Start, client: Any) -> None:
 
 def test_invalid_close_code(echo_server: Server, client: Any) -> None:
     ws = client(echo_server)
-    with pytest.raises(Exception):
+    with pytest.raises(wscore.LocalProtocolError):
         ws.close(1005)
+    with pytest.raises(wscore.LocalProtocolError):
+        ws.close(1000, "x" * 124)
     ws.send("open")
     assert ws.recv(timeout=5) == "open"
 
@@ -265,7 +267,7 @@ def test_invalid_close_code(echo_server: Server, client: Any) -> None:
 def test_concurrent_senders(start_server: Start, client: Any) -> None:
     threads, per_thread = 4, 200
     total = threads * per_thread
-    received: "queue.Queue[Any]" = queue.Queue()
+    received: queue.Queue[Any] = queue.Queue()
 
     def handler(ws: Any) -> None:
         for _ in range(total):
@@ -303,7 +305,7 @@ def test_concurrent_senders(start_server: Start, client: Any) -> None:
 
 def test_two_concurrent_recv(echo_server: Server, client: Any) -> None:
     ws = client(echo_server)
-    errors: "queue.Queue[Any]" = queue.Queue()
+    errors: queue.Queue[Any] = queue.Queue()
 
     def first() -> None:
         try:
