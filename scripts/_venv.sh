@@ -10,7 +10,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 extra="${1:-}"
 stamp="$VENV/.installed-${extra:-base}"
-if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+stale=0
+[ -f "$stamp" ] || stale=1
+for f in pyproject.toml setup.py wscore/_speedups.c; do
+  [ "$ROOT/$f" -nt "$stamp" ] && stale=1
+done
+if [ "$stale" = 1 ]; then
   if [ -n "$extra" ]; then
     "$VENV/bin/python" -m pip install -q -e "$ROOT[$extra]"
   else
