@@ -171,7 +171,8 @@ def test_max_connections(run: Any) -> None:
 
 def test_open_timeout_client(run: Any) -> None:
     async def silent(reader: Any, writer: Any) -> None:
-        await asyncio.sleep(5)
+        await reader.read()  # until the client gives up
+        writer.close()
 
     async def main() -> None:
         server = await asyncio.start_server(silent, "127.0.0.1", 0)
@@ -181,6 +182,7 @@ def test_open_timeout_client(run: Any) -> None:
                 await connect(f"ws://127.0.0.1:{port}", open_timeout=0.2)
         finally:
             server.close()
+            await server.wait_closed()
 
     run(main())
 

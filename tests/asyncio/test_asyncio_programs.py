@@ -102,7 +102,7 @@ def processes() -> Iterator[List[subprocess.Popen]]:
     for proc in started:
         if proc.poll() is None:
             proc.kill()
-        proc.wait(timeout=5)
+        proc.communicate(timeout=5)  # also closes the pipes
 
 
 def _start(processes: List[subprocess.Popen], script: Path) -> subprocess.Popen:
