@@ -195,7 +195,8 @@ class Server:
                     conn._process()
                     conn._adopt()
         with self._lock:
-            threads = list(self._threads)
+            # A handler may call shutdown() itself: it cannot wait for its own thread.
+            threads = [t for t in self._threads if t is not threading.current_thread()]
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         for conn in self.connections:
