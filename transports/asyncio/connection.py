@@ -573,10 +573,9 @@ class Connection(asyncio.Protocol):
         return self.core.close_reason
 
     @property
-    def latency(self) -> float:
-        """Round-trip time of the latest answered ping, in seconds (0 before any)."""
-        latency = self.core.latency
-        return 0.0 if latency is None else latency
+    def latency(self) -> Optional[float]:
+        """Round-trip time of the latest answered ping, in seconds (None before any)."""
+        return self.core.latency
 
     @property
     def is_reading(self) -> bool:

@@ -63,7 +63,7 @@ class Server:
         self._max_connections = max_connections
         self._connections: Set[ServerConnection] = set()
         self._tasks: Set[asyncio.Task[None]] = set()
-        self._active = 0  # connections past the handshake, in their handler
+        self._active = 0  # WebSocket connections from their request to their handler's end
         self._server: Optional[asyncio.AbstractServer] = None
         self._closing = False
         self._close_requested: Optional[asyncio.Event] = None
@@ -167,10 +167,6 @@ class Server:
 
     async def _answer(self, connection: ServerConnection, request: Any) -> Any:
         """What to answer instead of accepting, or None to accept."""
-        if self._closing:
-            return 503, "server shutting down\n", [("Retry-After", "1")]
-        if self._max_connections is not None and self._active >= self._max_connections:
-            return 503, "too many connections: try again later\n", [("Retry-After", "1")]
         if self._process_request is not None:
             answer = self._process_request(connection, request)
             if inspect.isawaitable(answer):
@@ -182,25 +178,44 @@ class Server:
         return None
 
     async def _handle(self, connection: ServerConnection, request: Any) -> None:
+        """Answer the request, then run the handler if it was accepted."""
         core = connection.core
+        limit = self._max_connections
+        if self._closing:
+            answer: Any = (503, "server shutting down\n", [("Retry-After", "1")])
+        elif request.is_websocket and limit is not None and self._active >= limit:
+            answer = (503, "too many connections: try again later\n", [("Retry-After", "1")])
+        else:
+            answer = None
+        # A WebSocket request holds its slot from here, so that slow hooks cannot overbook.
+        counted = request.is_websocket and answer is None
+        if counted:
+            self._active += 1
         try:
-            answer = await self._answer(connection, request)
+            if answer is None:
+                try:
+                    answer = await self._answer(connection, request)
+                    if answer is not None:
+                        answer = normalize_answer(answer)
+                except Exception:
+                    logger.error("process_request failed", exc_info=True)
+                    answer = (500, "internal server error\n", [])
+            if core.state is not State.CONNECTING:  # dropped or timed out meanwhile
+                return
             if answer is not None:
-                answer = normalize_answer(answer)
-        except Exception:
-            logger.error("process_request failed", exc_info=True)
-            answer = (500, "internal server error\n", [])
-        if core.state is not State.CONNECTING:  # dropped or timed out meanwhile
-            return
-        if answer is not None:
-            core.respond(*answer)
+                core.respond(*answer)
+                connection._process()
+                return
+            core.accept()
             connection._process()
-            return
-        core.accept()
-        connection._process()
-        if core.state is not State.OPEN:
-            return
-        self._active += 1
+            if core.state is not State.OPEN:
+                return
+            await self._run_handler(connection)
+        finally:
+            if counted:
+                self._active -= 1
+
+    async def _run_handler(self, connection: ServerConnection) -> None:
         try:
             if self._with_path:
                 await self._handler(connection, connection.path)
@@ -208,13 +223,12 @@ class Server:
                 await self._handler(connection)
         except ConnectionClosed as exc:  # the peer went away: not the handler's bug
             logger.debug("connection handler ended: %s", exc)
+            await connection.close(1000)
         except Exception:
             logger.error("connection handler failed", exc_info=True)
             await connection.close(1011, "internal error")
         else:
             await connection.close(1000)
-        finally:
-            self._active -= 1
 
 
 class serve:
