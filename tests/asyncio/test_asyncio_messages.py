@@ -447,3 +447,89 @@ def test_broadcast_skips_slow_clients(run: Any) -> None:
             slow.abort()
 
     run(main())
+
+
+def test_queued_messages_survive_the_close(run: Any) -> None:
+    async def handler(ws: Any) -> None:
+        for i in range(3):
+            await ws.send(f"m{i}")
+        await ws.close(1000, "done")
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            ws = await connect(uri(server))
+            await ws.wait_closed()
+            assert ws.closed
+            assert [await ws.recv() for _ in range(3)] == ["m0", "m1", "m2"]
+            with pytest.raises(wscore.ConnectionClosedOK) as info:
+                await ws.recv()
+            assert (info.value.code, info.value.reason) == (1000, "done")
+
+    run(main())
+
+
+def test_close_completes_while_reading_is_paused(run: Any) -> None:
+    async def flooder(ws: Any) -> None:
+        try:
+            while True:
+                await ws.send(b"f" * 1000)
+        except wscore.ConnectionClosed:
+            pass
+
+    async def main() -> None:
+        async with serve(flooder, "127.0.0.1", 0, compression=None) as server:
+            ws = await connect(uri(server), compression=None, max_queue=2, close_timeout=5)
+            await asyncio.sleep(0.2)
+            assert not ws.is_reading
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await ws.close()
+            assert loop.time() - start < 2
+            assert ws.close_code == 1000  # a real closing handshake, not a timeout
+
+    run(main())
+
+
+def test_max_connections_with_slow_hook(run: Any) -> None:
+    async def slow_hook(connection: Any, request: Any) -> None:
+        await asyncio.sleep(0.2)
+
+    async def main() -> None:
+        async with serve(
+            echo, "127.0.0.1", 0, max_connections=3, process_request=slow_hook
+        ) as server:
+            results = await asyncio.gather(
+                *(connect(uri(server)) for _ in range(6)), return_exceptions=True
+            )
+            opened = [r for r in results if not isinstance(r, BaseException)]
+            refused = [r for r in results if isinstance(r, wscore.InvalidStatus)]
+            assert len(opened) == 3 and len(refused) == 3
+            assert {r.status for r in refused} == {503}
+            for ws in opened:
+                await ws.close()
+
+    run(main())
+
+
+def test_timer_is_not_rescheduled_per_message(run: Any) -> None:
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            async with connect(uri(server)) as ws:
+                await ws.send("warm up")
+                await ws.recv()
+                timer = ws._timer
+                assert timer is not None  # the keepalive ping is due in 20 s
+                for i in range(200):
+                    await ws.send(str(i))
+                    assert await ws.recv() == str(i)
+                assert ws._timer is timer
+
+    run(main())
+
+
+def test_runs_on_the_requested_loop(run: Any, loop_kind: str) -> None:
+    async def main() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    module = run(main())
+    assert module.startswith("uvloop" if loop_kind == "uvloop" else "asyncio")

@@ -421,7 +421,7 @@ class Connection(asyncio.Protocol):
         if hasattr(message, "__aiter__"):
             await self._send_fragments(cast(AsyncIterable[Data], message).__aiter__(), True)
         elif hasattr(message, "__iter__"):
-            await self._send_fragments(iter(cast(Iterable[Data], message)), False)
+            await self._send_fragments(iter(message), False)
         else:
             raise TypeError(f"send() cannot send {type(message).__name__}")
 

@@ -7,7 +7,7 @@ import inspect
 import signal
 import socket
 import ssl as ssl_module
-from typing import Any, Awaitable, Callable, Generator, List, Optional, Set
+from typing import Any, Awaitable, Callable, Generator, List, Optional, Set, cast
 
 from wscore import ConnectionClosed, RequestReceived, State
 from wscore import ServerConnection as CoreServer
@@ -64,7 +64,7 @@ class Server:
         self._connections: Set[ServerConnection] = set()
         self._tasks: Set[asyncio.Task[None]] = set()
         self._active = 0  # WebSocket connections from their request to their handler's end
-        self._server: Optional[asyncio.AbstractServer] = None
+        self._server: Optional[Any] = None  # asyncio.Server, or uvloop's
         self._closing = False
         self._close_requested: Optional[asyncio.Event] = None
         self._shutdown: Optional[asyncio.Task[None]] = None
@@ -85,7 +85,9 @@ class Server:
         if unix_path is not None:
             self._server = await loop.create_unix_server(factory, unix_path, ssl=ssl)
         else:
-            self._server = await loop.create_server(factory, host, port, ssl=ssl)
+            self._server = await loop.create_server(
+                factory, host, port, ssl=ssl  # type: ignore[arg-type]
+            )
 
     @property
     def sockets(self) -> List[socket.socket]:
@@ -179,7 +181,7 @@ class Server:
 
     async def _handle(self, connection: ServerConnection, request: Any) -> None:
         """Answer the request, then run the handler if it was accepted."""
-        core = connection.core
+        core = cast(CoreServer, connection.core)
         limit = self._max_connections
         if self._closing:
             answer: Any = (503, "server shutting down\n", [("Retry-After", "1")])
@@ -208,7 +210,7 @@ class Server:
                 return
             core.accept()
             connection._process()
-            if core.state is not State.OPEN:
+            if not connection.open:
                 return
             await self._run_handler(connection)
         finally:
