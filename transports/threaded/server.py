@@ -199,7 +199,8 @@ class Server:
             threads = [t for t in self._threads if t is not threading.current_thread()]
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        for conn in self.connections:
+        for conn in self.connections:  # e.g. the caller's own, when a handler calls this
+            conn._closed_event.wait(max(0.0, deadline - time.monotonic()))
             conn.abort()
         self._loop.stop()
         self._stopped.set()
