@@ -279,7 +279,7 @@ def test_concurrent_senders(start_server: Start, client: Any) -> None:
     def sender(n: int) -> None:
         for i in range(per_thread):
             # Sizes vary up to ~200 KB so frames would interleave without locking.
-            body = (f"[{n}:{i}]" * (1 + (i * 7919 % 20000)))
+            body = f"[{n}:{i}]" * (1 + (i * 7919 % 20000))
             if i % 3 == 0:
                 ws.send(body.encode())
             elif i % 3 == 1:

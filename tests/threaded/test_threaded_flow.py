@@ -1,0 +1,323 @@
+"""Keepalive, flow control and shutdown of the threaded transport."""
+
+from __future__ import annotations
+
+import base64
+import os
+import queue
+import socket
+import threading
+import time
+from typing import Any, Callable, List
+
+import pytest
+from conftest import HOST, echo, uri
+
+from transports.threaded import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    Server,
+    ServerConnection,
+    connect,
+)
+
+Start = Callable[..., Server]
+READ_SIZE = 65536  # what the transport reads from a socket at once
+
+
+def raw_handshake(port: int, path: str = "/") -> socket.socket:
+    """Open a WebSocket connection by hand and return the socket, past the 101."""
+    sock = socket.create_connection((HOST, port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        assert chunk, "connection closed during the handshake"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.01)
+
+
+def only_connection(server: Server) -> ServerConnection:
+    assert wait_for(lambda: server.connections), "no connection on the server"
+    (conn,) = server.connections
+    return conn
+
+
+@pytest.mark.parametrize("in_recv", [True, False], ids=["handler-in-recv", "handler-busy"])
+def test_keepalive_closes_silent_peer(start_server: Start, in_recv: bool) -> None:
+    outcome: queue.Queue[Any] = queue.Queue()
+
+    def handler(ws: Any) -> None:
+        try:
+            if in_recv:
+                ws.recv(timeout=5)
+            else:
+                time.sleep(1.0)  # the I/O thread runs the keepalive meanwhile
+                ws.send("late")
+            outcome.put("no error")
+        except Exception as exc:
+            outcome.put(exc)
+
+    server = start_server(handler, ping_interval=0.2, ping_timeout=0.2, close_timeout=0.5)
+    sock = raw_handshake(server.port)
+    try:
+        start = time.monotonic()
+        exc = outcome.get(timeout=5)
+        assert isinstance(exc, ConnectionClosedError), exc
+        assert exc.code == 1011
+        assert time.monotonic() - start < 3
+    finally:
+        sock.close()
+
+
+def test_keepalive_keeps_live_peer(start_server: Start, client: Any) -> None:
+    server = start_server(echo, ping_interval=0.1, ping_timeout=0.5)
+    ws = client(server, ping_interval=0.1, ping_timeout=0.5)
+    time.sleep(0.6)  # several pings each way, with nobody in recv() on the client
+    ws.send("alive")
+    assert ws.recv(timeout=5) == "alive"
+    assert ws.latency is not None
+
+
+def test_client_keepalive_closes_silent_server() -> None:
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(1)
+    accepted: List[socket.socket] = []
+
+    def silent_server() -> None:
+        sock, _ = listener.accept()
+        accepted.append(sock)
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += sock.recv(4096)
+        key = [
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key")
+        ][0]
+        import wscore
+
+        sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+            + wscore.accept_token(key.decode()).encode()
+            + b"\r\n\r\n"
+        )
+
+    thread = threading.Thread(target=silent_server, daemon=True)
+    thread.start()
+    try:
+        ws = connect(
+            f"ws://{HOST}:{listener.getsockname()[1]}/",
+            open_timeout=5,
+            ping_interval=0.2,
+            ping_timeout=0.2,
+            close_timeout=0.5,
+        )
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=5)
+        assert info.value.code == 1011
+    finally:
+        listener.close()
+        for sock in accepted:
+            sock.close()
+
+
+def test_send_blocks_when_peer_stops_reading(start_server: Start) -> None:
+    write_limit, size = 8192, 1000
+    sent = [0]
+    stop = threading.Event()
+
+    def handler(ws: Any) -> None:
+        try:
+            while not stop.is_set():
+                ws.send(f"{sent[0]:08d}".encode() + b"x" * (size - 8))
+                sent[0] += 1
+        except ConnectionClosed:
+            pass
+
+    server = start_server(handler, write_limit=write_limit, compression=None, max_queue=4)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.connect((HOST, server.port))
+    ws = connect(uri(server), sock=sock, compression=None, max_queue=4, open_timeout=5)
+    try:
+        conn = only_connection(server)
+        # The handler's send() blocks: the count stops growing.
+        previous = -1
+        deadline = time.monotonic() + 10
+        while sent[0] != previous and time.monotonic() < deadline:
+            previous = sent[0]
+            time.sleep(0.3)
+        assert sent[0] == previous, "send() never blocked"
+        peak = 0
+        for _ in range(20):
+            with conn._lock:
+                peak = max(peak, conn._pending_size)
+            time.sleep(0.01)
+        assert peak <= write_limit + size + 14
+        # The client stopped reading with its queue full; one read (64 KiB) is
+        # decoded whole, so the queue may hold that read's messages on top.
+        assert len(ws._messages) <= 4 + READ_SIZE // size + 1
+        blocked_at = sent[0]
+        # Reading again resumes the sender; every message arrives in order.
+        for i in range(blocked_at + 50):
+            message = ws.recv(timeout=5)
+            assert int(message[:8]) == i
+        stop.set()
+    finally:
+        stop.set()
+        ws.abort()
+
+
+def test_server_stops_reading_after_max_queue(start_server: Start) -> None:
+    max_queue, count = 8, 3000
+    start_reading = threading.Event()
+    received: List[Any] = []
+
+    def handler(ws: Any) -> None:
+        start_reading.wait(10)
+        for _ in range(count):
+            received.append(ws.recv(timeout=5))
+
+    server = start_server(handler, max_queue=max_queue, compression=None, max_size=2**16)
+    ws = connect(uri(server), compression=None, write_limit=4096, open_timeout=5)
+    sent = [0]
+
+    def sender() -> None:
+        try:
+            for i in range(count):
+                ws.send(f"{i:08d}" + "y" * 2000)
+                sent[0] += 1
+        except ConnectionClosed:  # pragma: no cover
+            pass
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    try:
+        conn = only_connection(server)
+        previous = -1
+        deadline = time.monotonic() + 10
+        while sent[0] != previous and time.monotonic() < deadline:
+            previous = sent[0]
+            time.sleep(0.3)
+        assert sent[0] < count, "the client's sends never blocked"
+        with conn._lock:
+            queued = len(conn._messages)
+            interest = conn._interest
+        # Reading stops once max_queue messages wait; the messages of the last
+        # read (at most 64 KiB of frames) are queued on top of them.
+        assert max_queue <= queued <= max_queue + READ_SIZE // 2012 + 1, queued
+        assert not interest & 1, "the server still reads with a full queue"
+        start_reading.set()
+        thread.join(15)
+        assert wait_for(lambda: len(received) == count, 15)
+        assert [int(m[:8]) for m in received] == list(range(count))
+    finally:
+        start_reading.set()
+        ws.abort()
+
+
+@pytest.mark.parametrize("from_handler", [False, True], ids=["from-test", "from-handler"])
+def test_shutdown_delivers_accepted_messages(start_server: Start, from_handler: bool) -> None:
+    count = 500
+    sent = threading.Event()
+
+    def handler(ws: Any) -> None:
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        for i in range(count):
+            ws.send(f"{i:06d}" + "z" * 4000)
+        sent.set()
+        if from_handler:
+            ws.server.shutdown(timeout=5)
+        else:
+            ws.recv()  # until the server closes
+
+    server = start_server(handler, write_limit=16384, compression=None)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.connect((HOST, server.port))
+    ws = connect(uri(server), sock=sock, compression=None, max_queue=2, open_timeout=5)
+    stopper = None
+    try:
+        time.sleep(0.3)  # the handler's sends block: the client does not read yet
+        assert not sent.is_set()
+        messages = []
+        with pytest.raises(ConnectionClosedOK) as info:
+            while True:
+                messages.append(ws.recv(timeout=5))
+                if len(messages) == count - 20:
+                    # Stop reading until the handler is done: its last messages
+                    # are still on the server when it shuts down.
+                    assert sent.wait(5), "the handler could not finish sending"
+                    time.sleep(0.1)
+                if not from_handler and stopper is None and sent.is_set():
+                    stopper = threading.Thread(target=server.shutdown, kwargs={"timeout": 5})
+                    stopper.start()
+        assert info.value.code == 1001
+        assert [int(m[:6]) for m in messages] == list(range(count))
+        assert server._stopped.wait(5)
+    finally:
+        ws.abort()
+        if stopper is not None:
+            stopper.join(5)
+
+
+def test_shutdown_from_a_handler(start_server: Start, client: Any) -> None:
+    def handler(ws: Any) -> None:
+        for message in ws:
+            if message == "stop":
+                ws.send("stopping")
+                ws.server.shutdown(timeout=2)
+                return
+            ws.send(message)
+
+    server = start_server(handler)
+    other = client(server)
+    ws = client(server)
+    ws.send("echo")
+    assert ws.recv(timeout=5) == "echo"
+    start = time.monotonic()
+    ws.send("stop")
+    assert ws.recv(timeout=5) == "stopping"
+    with pytest.raises(ConnectionClosedOK) as info:
+        ws.recv(timeout=5)
+    assert info.value.code == 1001
+    with pytest.raises(ConnectionClosedOK):
+        other.recv(timeout=5)
+    assert time.monotonic() - start < 3
+    with pytest.raises(OSError):
+        connect(uri(server), open_timeout=1)
+    assert server._stopped.wait(3), "shutdown() from a handler did not finish"
+
+
+def test_shutdown_closes_idle_clients(start_server: Start, client: Any) -> None:
+    server = start_server(echo)
+    clients = [client(server) for _ in range(5)]
+    start = time.monotonic()
+    server.shutdown(timeout=5)
+    assert time.monotonic() - start < 2
+    for ws in clients:
+        with pytest.raises(ConnectionClosedOK) as info:
+            ws.recv(timeout=5)
+        assert info.value.code == 1001
+    assert server.connections == set()
