@@ -533,3 +533,34 @@ def test_runs_on_the_requested_loop(run: Any, loop_kind: str) -> None:
 
     module = run(main())
     assert module.startswith("uvloop" if loop_kind == "uvloop" else "asyncio")
+
+
+def test_server_memory_bounded_when_client_stops_reading(run: Any) -> None:
+    sent = 0
+    buffered: List[int] = []
+
+    async def flooder(ws: Any) -> None:
+        nonlocal sent
+        try:
+            for _ in range(FLOOD):
+                await ws.send(b"s" * 1000)
+                sent += 1
+                buffered.append(ws.write_buffer_size)
+        except wscore.ConnectionClosed:
+            pass
+
+    async def main() -> None:
+        async with serve(flooder, "127.0.0.1", 0, compression=None, write_limit=8192) as server:
+            ws = await connect(uri(server), compression=None, max_queue=4)
+            await asyncio.sleep(0.5)
+            assert not ws.is_reading  # the client's queue is full: it stopped reading
+            stalled = sent
+            assert stalled < FLOOD, "the server's send() should wait for the slow client"
+            await asyncio.sleep(0.2)
+            assert sent == stalled
+            # What the server holds in user space stays near write_limit.
+            assert max(buffered) <= 8192 + 1100
+            assert len([await ws.recv() for _ in range(100)]) == 100
+            await ws.close()
+
+    run(main(), timeout=20)

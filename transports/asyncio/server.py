@@ -220,9 +220,11 @@ class Server:
     async def _run_handler(self, connection: ServerConnection) -> None:
         try:
             if self._with_path:
-                await self._handler(connection, connection.path)
+                result = self._handler(connection, connection.path)
             else:
-                await self._handler(connection)
+                result = self._handler(connection)
+            if inspect.isawaitable(result):
+                await result
         except ConnectionClosed as exc:  # the peer went away: not the handler's bug
             logger.debug("connection handler ended: %s", exc)
             await connection.close(1000)
