@@ -1,0 +1,134 @@
+"""Threads meeting on one connection: close or abort while another thread waits, broadcast."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any, Callable, List
+
+import pytest
+from conftest import echo
+
+from transports.threaded import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    Server,
+    broadcast,
+)
+
+Start = Callable[..., Server]
+
+
+def blocked_recv(ws: Any) -> queue.Queue[Any]:
+    """Start a thread blocked in ``ws.recv()``; its outcome lands in the queue."""
+    outcome: queue.Queue[Any] = queue.Queue()
+
+    def run() -> None:
+        start = time.monotonic()
+        try:
+            outcome.put((ws.recv(timeout=10), time.monotonic() - start))
+        except Exception as exc:
+            outcome.put((exc, time.monotonic() - start))
+
+    threading.Thread(target=run, daemon=True).start()
+    time.sleep(0.1)
+    return outcome
+
+
+def test_close_while_another_thread_receives(echo_server: Server, client: Any) -> None:
+    ws = client(echo_server)
+    outcome = blocked_recv(ws)
+    start = time.monotonic()
+    ws.close()
+    assert time.monotonic() - start < 1
+    exc, _ = outcome.get(timeout=5)
+    assert isinstance(exc, ConnectionClosedOK)
+    assert ws.close_code == 1000
+
+
+def test_abort_while_another_thread_receives(echo_server: Server, client: Any) -> None:
+    ws = client(echo_server)
+    outcome = blocked_recv(ws)
+    start = time.monotonic()
+    ws.abort()
+    exc, _ = outcome.get(timeout=5)
+    assert time.monotonic() - start < 0.9, "recv() noticed the abort only at its poll cap"
+    assert isinstance(exc, ConnectionClosedError)
+    assert ws.close_code == 1006
+
+
+def test_peer_drop_while_receiving(start_server: Start, client: Any) -> None:
+    def handler(ws: Any) -> None:
+        ws.recv()
+        ws.abort()
+
+    server = start_server(handler)
+    ws = client(server)
+    ws.send("go")
+    with pytest.raises(ConnectionClosedError) as info:
+        ws.recv(timeout=5)
+    assert info.value.code == 1006
+
+
+def test_send_while_another_thread_receives(start_server: Start, client: Any) -> None:
+    def handler(ws: Any) -> None:
+        for message in ws:
+            ws.send(message.upper())
+
+    server = start_server(handler)
+    ws = client(server)
+    got: List[Any] = []
+
+    def reader() -> None:
+        for _ in range(100):
+            got.append(ws.recv(timeout=5))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for i in range(100):
+        ws.send(f"m{i}")
+    thread.join(10)
+    assert got == [f"M{i}" for i in range(100)]
+
+
+def test_broadcast(start_server: Start, client: Any) -> None:
+    server = start_server(echo)
+    clients = [client(server) for _ in range(10)]
+    deadline = time.monotonic() + 5
+    while len(server.connections) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert broadcast(server.connections, "to all") == []
+    for ws in clients:
+        assert ws.recv(timeout=5) == "to all"
+    clients[0].close()
+    deadline = time.monotonic() + 5
+    while len(server.connections) > 9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert broadcast(server.connections, b"\x00") == []
+    for ws in clients[1:]:
+        assert ws.recv(timeout=5) == b"\x00"
+
+
+def test_send_after_peer_closed(start_server: Start, client: Any) -> None:
+    closed = threading.Event()
+    errors: queue.Queue[Any] = queue.Queue()
+
+    def handler(ws: Any) -> None:
+        try:
+            ws.recv()
+        except ConnectionClosed:
+            pass
+        closed.set()
+        try:
+            ws.send("too late")
+        except Exception as exc:
+            errors.put(exc)
+
+    server = start_server(handler)
+    ws = client(server)
+    ws.close(4002)
+    assert closed.wait(5)
+    exc = errors.get(timeout=5)
+    assert isinstance(exc, ConnectionClosedError) and exc.code == 4002
