@@ -126,7 +126,8 @@ class PicowsDriver:
 
     async def open(self, url):
         transport, listener = await self.pw.ws_connect(
-            self.Conn, url, max_frame_size=MAX_SIZE, enable_auto_ping=False
+            self.Conn, url, max_frame_size=MAX_SIZE, enable_auto_ping=False,
+            websocket_handshake_timeout=30,
         )
         listener.transport = transport
         return listener
@@ -142,7 +143,7 @@ class PicowsDriver:
     async def echo_once(self, conn, data):
         conn.echo_waiter = asyncio.get_running_loop().create_future()
         conn.transport.send(self.pw.WSMsgType.BINARY, data)
-        await asyncio.wait_for(conn.echo_waiter, 10)
+        await asyncio.wait_for(conn.echo_waiter, 30)
 
     async def run_flow(self, conns, data, window, duration, st: Stats):
         """Every connection keeps ``window`` messages in flight until the deadline."""
@@ -383,7 +384,7 @@ class RawDriver:
         conn.size, conn.buf = len(data), 0
         conn.echo_waiter = asyncio.get_running_loop().create_future()
         conn.transport.write(data)
-        await asyncio.wait_for(conn.echo_waiter, 10)
+        await asyncio.wait_for(conn.echo_waiter, 30)
 
     async def run_flow(self, conns, data, window, duration, st: Stats):
         loop = asyncio.get_running_loop()
@@ -717,8 +718,21 @@ async def async_workload(drv, url, w, server_pid):
             await drv.echo_once(c, data)
             return c
 
-        conns = await _gather_limited(open_one, nconn, 100)
-        print(f"READY {len(conns)} {now() - t0:.3f}", flush=True)
+        budget = float(w.get("open_budget", 60.0))
+
+        async def try_open(i):
+            if now() - t0 > budget:
+                return TimeoutError(f"open budget of {budget:.0f} s used up")
+            try:
+                return await asyncio.wait_for(open_one(i), 40)
+            except Exception as exc:
+                return exc
+
+        res = await _gather_limited(try_open, nconn, 100)
+        conns = [c for c in res if not isinstance(c, Exception)]
+        errs = sorted({f"{type(e).__name__}: {e}"[:80] for e in res if isinstance(e, Exception)})
+        print(f"READY {len(conns)} {now() - t0:.3f} {nconn - len(conns)} {'; '.join(errs)[:200]}",
+              flush=True)
         await readline()
         return {"msgs": len(conns), "elapsed": now() - t0, "server_cpu": 0.0, "client_cpu": 0.0}
     raise ValueError(kind)

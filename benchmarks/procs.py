@@ -123,11 +123,11 @@ class Holder:
                                      stderr=self.err, env=_env(), cwd=str(ROOT))
 
     def expect(self, word: str, timeout: float) -> str | None:
+        """The line starting with ``word``; None on timeout; a JSON line (with "error")
+        if the holder failed."""
         line = readline(self.proc, timeout)
         while line is not None and not line.startswith(word) and not line.startswith("{"):
             line = readline(self.proc, timeout)
-        if line is None or not line.startswith(word):
-            return None
         return line
 
     def go(self) -> None:

@@ -60,6 +60,7 @@ def summarize(records: list[dict]) -> dict:
             )
             if scen.startswith("memory"):
                 row.update(conns=ok[0].get("conns"), threads=ok[0].get("threads_after"),
+                           partial=ok[0].get("partial"), open_s=ok[0].get("open_s"),
                            rss_before=ok[0].get("rss_before"), rss_after=ok[0].get("rss_after"))
         out.setdefault(scen, []).append(row)
     for rows in out.values():
@@ -117,16 +118,19 @@ def table(scen: str, rows: list[dict], pin: str = "split") -> str:
     base = next((r for r in rows if r["lib"] == S.BASELINE and r.get("median")), None)
     lines = [f"### {TITLES.get(scen, scen)}", ""]
     if scen.startswith("memory"):
-        lines += ["| library | KiB per connection | ×websockets | server threads | RSS before → after (MiB) |",
-                  "|---|---:|---:|---:|---|"]
+        lines += ["| library | KiB per connection | ×websockets | server threads | "
+                  "RSS before → after (MiB) | time to open (s) |",
+                  "|---|---:|---:|---:|---|---:|"]
         rows = sorted(rows, key=lambda r: (r.get("median") is None, r.get("median") or 0))
         for r in rows:
             if r.get("median") is None:
-                lines.append(f"| {_lib(r)} | failed: {'; '.join(r['errors'])[:120]} | | | |")
+                lines.append(f"| {_lib(r)} | failed: {'; '.join(r['errors'])[:220]} | | | | |")
                 continue
+            name = _lib(r) + (f" ({r['partial']})" if r.get("partial") else "")
             lines.append(
-                f"| {_lib(r)} | {r['median']:.1f} | {_ratio(r['median'], base and base['median'])} "
-                f"| {r.get('threads')} | {r['rss_before'] / 2**20:.1f} → {r['rss_after'] / 2**20:.1f} |")
+                f"| {name} | {r['median']:.1f} | {_ratio(r['median'], base and base['median'])} "
+                f"| {r.get('threads')} | {r['rss_before'] / 2**20:.1f} → {r['rss_after'] / 2**20:.1f} "
+                f"| {r.get('open_s') or 0:.1f} |")
         return "\n".join(lines) + "\n"
     client = scen.startswith("client-")
     stream = "stream" in scen

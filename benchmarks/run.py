@@ -351,21 +351,22 @@ def memory_one(name: str, n: int, scpu, ccpu, log_dir: Path) -> dict:
     holder = None
     try:
         holder = Holder(gen, srv.port, n, ccpu, log_dir)
-        if holder.expect("WARM", 60) is None:
-            rec["error"] = "holder did not warm up"
+        line = holder.expect("WARM", 60)
+        if line is None or not line.startswith("WARM"):
+            rec["error"] = f"holder did not warm up: {(line or 'timeout')[-200:]}"
             return rec
         time.sleep(0.3)
         rss0, th0 = proc_rss(srv.pid), proc_threads(srv.pid)
         holder.go()
-        line = holder.expect("READY", 30 + n / 100)
-        if line is None:
-            why = ""
+        line = holder.expect("READY", 110)
+        if line is None or not line.startswith("READY"):
+            why = f": {line[-200:]}" if line else ": timeout"
             try:
                 tail = srv.err_path.read_text(errors="replace")[-20000:]
                 if "Too many open files" in tail:
                     import resource
 
-                    why = (f": server hit EMFILE (RLIMIT_NOFILE hard limit "
+                    why += (f"; server hit EMFILE (RLIMIT_NOFILE hard limit "
                            f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]}; "
                            f"{proc_threads(srv.pid)} threads)")
             except OSError:
@@ -375,7 +376,14 @@ def memory_one(name: str, n: int, scpu, ccpu, log_dir: Path) -> dict:
             return rec
         time.sleep(0.5)
         rss1, th1 = proc_rss(srv.pid), proc_threads(srv.pid)
-        opened = int(line.split()[1])
+        parts = line.split(None, 4)
+        opened = int(parts[1])
+        failed = int(parts[3]) if len(parts) > 3 else 0
+        if opened < max(1, n // 10):
+            rec["error"] = f"only {opened} of {n} connections opened: {line[-160:]}"
+            return rec
+        if failed:
+            rec["partial"] = f"{opened} of {n} opened ({failed} failed: {parts[4][:120] if len(parts) > 4 else ''})"
         rec.update(rss_before=rss0, rss_after=rss1, conns=opened, threads_before=th0,
                    threads_after=th1, open_s=float(line.split()[2]),
                    kib_per_conn=(rss1 - rss0) / opened / 1024,
