@@ -132,3 +132,33 @@ def test_send_after_peer_closed(start_server: Start, client: Any) -> None:
     assert closed.wait(5)
     exc = errors.get(timeout=5)
     assert isinstance(exc, ConnectionClosedError) and exc.code == 4002
+
+
+def test_tls_backpressure_and_resume(start_server: Start, client: Any, tls_contexts: tuple) -> None:
+    server_ctx, client_ctx = tls_contexts
+    count = 300
+    go = threading.Event()
+    received: List[Any] = []
+
+    def handler(ws: Any) -> None:
+        go.wait(10)
+        for _ in range(count):
+            received.append(ws.recv(timeout=5))
+        ws.send("done")
+
+    server = start_server(handler, ssl=server_ctx, max_queue=2, compression=None)
+    ws = client(
+        f"wss://localhost:{server.port}/", ssl=client_ctx, compression=None, write_limit=4096
+    )
+
+    def sender() -> None:
+        for i in range(count):
+            ws.send(f"{i:05d}" + "t" * 3000)
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    time.sleep(0.5)  # the server's queue is full and it stopped reading
+    go.set()
+    thread.join(10)
+    assert ws.recv(timeout=10) == "done"
+    assert [int(m[:5]) for m in received] == list(range(count))
