@@ -238,3 +238,20 @@ def test_unix_socket(run: Any, tmp_path: Any) -> None:
                 assert await ws.recv() == "over unix"
 
     run(main())
+
+
+def test_given_sockets(run: Any) -> None:
+    import socket
+
+    async def main() -> None:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        async with serve(echo, sock=listener) as server:
+            port = server.port
+            raw = socket.create_connection(("127.0.0.1", port))
+            async with connect(f"ws://example.test:{port}/p", sock=raw) as ws:
+                assert ws.request.headers["Host"] == f"example.test:{port}"
+                await ws.send("via sock")
+                assert await ws.recv() == "via sock"
+
+    run(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import ssl as ssl_module
 from typing import Any, AsyncIterator, Generator, Optional
 
@@ -69,7 +70,8 @@ class connect:
     connection is refused or lost, and stops on errors that retrying cannot fix
     (4xx answers, invalid URIs or headers). A non-101 answer raises
     :class:`wscore.InvalidStatus`. ``ssl`` is an ``ssl.SSLContext`` (the default
-    for ``wss://`` checks certificates); ``unix_path`` connects to a unix socket.
+    for ``wss://`` checks certificates); ``unix_path`` connects to a unix socket,
+    ``sock`` uses an already connected socket (the URI still gives the path and Host).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class connect:
         *,
         ssl: Optional[ssl_module.SSLContext] = None,
         unix_path: Optional[str] = None,
+        sock: Optional[socket.socket] = None,
         origin: Optional[str] = None,
         server_hostname: Optional[str] = None,
         backoff_initial: float = 1.0,
@@ -91,6 +94,7 @@ class connect:
             raise ValueError("connect() got an ssl context for a ws:// URI: use wss://")
         self._ssl = ssl
         self._unix_path = unix_path
+        self._sock = sock
         self._origin = origin
         self._server_hostname = server_hostname
         self._config, self._options = split_options(options)
@@ -119,7 +123,11 @@ class connect:
         if wsuri.secure and ssl is None:
             ssl = ssl_module.create_default_context()
         hostname = self._server_hostname or (wsuri.host if ssl else None)
-        if self._unix_path is not None:
+        if self._sock is not None:
+            await loop.create_connection(
+                lambda: connection, sock=self._sock, ssl=ssl, server_hostname=hostname
+            )
+        elif self._unix_path is not None:
             await loop.create_unix_connection(
                 lambda: connection, self._unix_path, ssl=ssl, server_hostname=hostname
             )

@@ -74,7 +74,7 @@ class Server:
     # -- lifecycle --------------------------------------------------------------
 
     async def _start(
-        self, host: Optional[str], port: Optional[int], ssl: Any, unix_path: Any
+        self, host: Optional[str], port: Optional[int], ssl: Any, unix_path: Any, sock: Any
     ) -> None:
         loop = asyncio.get_running_loop()
         self._close_requested = asyncio.Event()
@@ -82,7 +82,11 @@ class Server:
         def factory() -> ServerConnection:
             return ServerConnection(self, loop)
 
-        if unix_path is not None:
+        if sock is not None and sock.family == socket.AF_UNIX:
+            self._server = await loop.create_unix_server(factory, sock=sock, ssl=ssl)
+        elif sock is not None:
+            self._server = await loop.create_server(factory, sock=sock, ssl=ssl)
+        elif unix_path is not None:
             self._server = await loop.create_unix_server(factory, unix_path, ssl=ssl)
         else:
             self._server = await loop.create_server(
@@ -242,7 +246,8 @@ class serve:
     ``handler(connection, path)`` is a coroutine function run for each connection;
     when it returns the connection closes with 1000, when it raises, with 1011.
     Options: those of :func:`transports._common.split_options`, plus
-    ``process_request``, ``max_connections``, ``ssl`` and ``unix_path``.
+    ``process_request``, ``max_connections``, ``ssl``, ``unix_path`` and ``sock``
+    (an already listening socket).
     """
 
     def __init__(
@@ -253,13 +258,14 @@ class serve:
         *,
         ssl: Optional[ssl_module.SSLContext] = None,
         unix_path: Optional[str] = None,
+        sock: Optional[socket.socket] = None,
         **options: Any,
     ) -> None:
         self._server = Server(handler, **options)
-        self._host, self._port, self._ssl, self._unix_path = host, port, ssl, unix_path
+        self._where = (host, port, ssl, unix_path, sock)
 
     async def _create(self) -> Server:
-        await self._server._start(self._host, self._port, self._ssl, self._unix_path)
+        await self._server._start(*self._where)
         return self._server
 
     def __await__(self) -> Generator[Any, None, Server]:
