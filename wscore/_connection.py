@@ -159,6 +159,19 @@ def parse_uri(uri: str) -> WebSocketURI:
     )
 
 
+def _head_size(event: Union[h11.Request, h11.Response, h11.InformationalResponse]) -> int:
+    """The size of an HTTP head as h11 parsed it (a lower bound of the bytes on the wire).
+
+    h11 bounds only heads that arrive in pieces (``max_incomplete_event_size``); a
+    head that arrives whole in one ``receive_data`` needs this check too.
+    """
+    if isinstance(event, h11.Request):
+        size = len(event.method) + len(event.target) + 12  # "M T HTTP/1.1\r\n"
+    else:
+        size = len(event.reason) + 15  # "HTTP/1.1 101 R\r\n"
+    return size + sum(len(name) + len(value) + 4 for name, value in event.headers) + 2
+
+
 class _Connection:
     """What servers and clients share: framing, messages, control frames, timers."""
 
@@ -565,6 +578,13 @@ class ServerConnection(_Connection):
             event.http_version.decode("ascii"),
         )
         self.request = request
+        if _head_size(event) > self.config.max_request_size:
+            self._refuse(
+                431,
+                f"request head larger than max_request_size "
+                f"({self.config.max_request_size} bytes)",
+            )
+            return
         if len(headers) > self.config.max_headers:
             self._refuse(431, f"more than {self.config.max_headers} headers")
             return
@@ -839,6 +859,17 @@ class ClientConnection(_Connection):
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
+            if isinstance(event, (h11.InformationalResponse, h11.Response)):
+                config = self.config
+                if _head_size(event) > config.max_request_size:
+                    problem = f"response head larger than {config.max_request_size} bytes"
+                elif len(event.headers) > config.max_headers:
+                    problem = f"response with more than {config.max_headers} headers"
+                else:
+                    problem = ""
+                if problem:
+                    self._set_closed(1006, "", InvalidHandshake(problem))
+                    return
             if isinstance(event, h11.InformationalResponse):
                 if event.status_code == 101:
                     self._receive_101(event)
