@@ -699,7 +699,12 @@ class ServerConnection(_Connection):
             name = offer.split(";", 1)[0].strip()
             if name != "permessage-deflate":
                 continue
-            deflate = BoundedDeflate(self.config.max_size, **self.config.deflate_options)
+            options = dict(self.config.deflate_options)
+            if "client_max_window_bits" not in offer:
+                # The client did not say it can shrink its window: it compresses
+                # with 15 bits whatever we prefer, so we must inflate with 15.
+                options.pop("client_max_window_bits", None)
+            deflate = BoundedDeflate(self.config.max_size, **options)
             try:
                 answer = deflate.accept(offer)
             except ValueError:  # a malformed parameter value
