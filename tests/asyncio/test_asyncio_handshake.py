@@ -255,3 +255,15 @@ def test_given_sockets(run: Any) -> None:
                 assert await ws.recv() == "via sock"
 
     run(main())
+
+
+def test_unusable_answer_becomes_500(run: Any, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        hook = lambda connection, request: (101, "no")  # noqa: E731
+        async with serve(echo, "127.0.0.1", 0, process_request=hook) as server:
+            with pytest.raises(wscore.InvalidStatus) as info:
+                await connect(uri(server))
+            assert info.value.status == 500
+
+    run(main())
+    assert "unusable answer" in caplog.text

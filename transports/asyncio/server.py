@@ -65,6 +65,7 @@ class Server:
         self._tasks: Set[asyncio.Task[None]] = set()
         self._active = 0  # WebSocket connections from their request to their handler's end
         self._server: Optional[Any] = None  # asyncio.Server, or uvloop's
+        self._port: Optional[int] = None
         self._closing = False
         self._close_requested: Optional[asyncio.Event] = None
         self._shutdown: Optional[asyncio.Task[None]] = None
@@ -92,6 +93,10 @@ class Server:
             self._server = await loop.create_server(
                 factory, host, port, ssl=ssl  # type: ignore[arg-type]
             )
+        for listener in self._server.sockets:
+            if listener.family in (socket.AF_INET, socket.AF_INET6):
+                self._port = int(listener.getsockname()[1])
+                break
 
     @property
     def sockets(self) -> List[socket.socket]:
@@ -100,11 +105,8 @@ class Server:
 
     @property
     def port(self) -> Optional[int]:
-        """The TCP port the server listens on (``None`` for a unix socket)."""
-        for sock in self.sockets:
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                return int(sock.getsockname()[1])
-        return None
+        """The TCP port the server listens (or listened) on; ``None`` for a unix socket."""
+        return self._port
 
     @property
     def connections(self) -> Set[ServerConnection]:
@@ -209,7 +211,11 @@ class Server:
             if core.state is not State.CONNECTING:  # dropped or timed out meanwhile
                 return
             if answer is not None:
-                core.respond(*answer)
+                try:
+                    core.respond(*answer)
+                except Exception:  # e.g. a status outside 200-599
+                    logger.error("process_request returned an unusable answer", exc_info=True)
+                    core.respond(500, "internal server error\n")
                 connection._process()
                 return
             core.accept()
