@@ -563,3 +563,48 @@ def test_server_memory_bounded_when_client_stops_reading(run: Any) -> None:
             await ws.close()
 
     run(main(), timeout=20)
+
+
+def test_client_close_bounded_when_server_keeps_tcp_open(run: Any) -> None:
+    async def lingering(reader: Any, writer: Any) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key")
+        )
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + wscore.accept_token(key).encode() + b"\r\n\r\n"
+        )
+        opcode, _ = await _read_masked_frame(reader)
+        assert opcode == 0x8
+        writer.write(b"\x88\x02\x03\xe8")  # close 1000, and the TCP connection stays open
+        await reader.read()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(lingering, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ws = await connect(f"ws://127.0.0.1:{port}/", compression=None, close_timeout=0.5)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await ws.close()
+        assert 0.3 < loop.time() - start < 1.5
+        assert ws.close_code == 1000
+        server.close()
+        await server.wait_closed()
+
+    run(main())
+
+
+async def _read_masked_frame(reader: Any) -> Any:
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        (length,) = struct.unpack("!H", await reader.readexactly(2))
+    elif length == 127:
+        (length,) = struct.unpack("!Q", await reader.readexactly(8))
+    key = await reader.readexactly(4) if second & 0x80 else b"\0\0\0\0"
+    payload = await reader.readexactly(length)
+    return first & 0x0F, bytes(b ^ key[i % 4] for i, b in enumerate(payload))

@@ -96,6 +96,7 @@ class Connection(asyncio.Protocol):
         self._send_lock = asyncio.Lock()
         self._pings: Dict[bytes, asyncio.Future[float]] = {}
         self._local_close: Optional[Tuple[int, str]] = None
+        self._close_started: Optional[float] = None
         # Timers and the end.
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_at: Optional[float] = None
@@ -253,8 +254,12 @@ class Connection(asyncio.Protocol):
             and event.code != 1006
             and not transport.is_closing()
         ):
-            # RFC 6455, 7.1.1: the server closes TCP first; wait for its FIN a while.
-            self._abort_handle = self._loop.call_later(self._grace, self._close_transport)
+            # RFC 6455, 7.1.1: the server closes TCP first; wait for its FIN a while
+            # (what is left of close_timeout when we started the closing handshake).
+            wait = self._grace
+            if self._close_started is not None:
+                wait = max(0.0, self._close_started + self._grace - CLOCK())
+            self._abort_handle = self._loop.call_later(wait, self._close_transport)
             return
         self._close_transport()
 
@@ -488,6 +493,7 @@ class Connection(asyncio.Protocol):
         if core.state is State.OPEN:
             core.close(code, reason)
             self._local_close = (code, reason)
+            self._close_started = CLOCK()
             self._keep_reading = True
             if self._paused_reading and self._transport is not None and not self._lost:
                 self._paused_reading = False
