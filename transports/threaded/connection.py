@@ -114,6 +114,7 @@ class Connection:
         self._recv_guard = threading.Lock()
         self._send_lock = threading.Lock()
         self._messages: Deque[Any] = collections.deque()
+        self._partial: List[Data] = []  # fragments of a message recv() timed out in
         self._pending: Deque[bytes] = collections.deque()
         self._pending_size = 0
         self._reader = _THREAD  # the opening handshake is read by its thread
@@ -199,12 +200,13 @@ class Connection:
             if not self._streaming:
                 return self._next_item(timeout)  # type: ignore[no-any-return]
             deadline = None if timeout is None else time.monotonic() + timeout
-            parts: List[Data] = []
+            parts = self._partial  # kept across a timeout: the next call goes on
             while True:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 fragment: Fragment = self._next_item(left)
                 parts.append(fragment.data)
                 if fragment.final:
+                    self._partial = []
                     return parts[0] if len(parts) == 1 else parts[0][:0].join(parts)  # type: ignore[arg-type]
         finally:
             self._recv_guard.release()
@@ -220,6 +222,8 @@ class Connection:
             if not self._streaming:
                 yield self._next_item(None)
                 return
+            while self._partial:  # fragments a timed-out recv() had taken
+                yield self._partial.pop(0)
             while True:
                 fragment: Fragment = self._next_item(None)
                 yield fragment.data
