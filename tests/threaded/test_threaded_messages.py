@@ -348,3 +348,27 @@ def test_many_clients(echo_server: Server) -> None:
         done = sorted(pool.map(run, range(clients), timeout=30))
     assert done == list(range(clients))
     assert time.monotonic() - start < 15
+
+
+@pytest.mark.parametrize("then", ["recv", "recv_streaming"])
+def test_streaming_recv_timeout_mid_message_keeps_fragments(
+    start_server: Start, client: Any, then: str
+) -> None:
+    def slow_fragments() -> Iterator[str]:
+        yield "a-"
+        yield "b-"  # "a-" goes out once the next fragment is known
+        time.sleep(0.5)
+        yield "c"
+
+    def handler(ws: Any) -> None:
+        ws.send(slow_fragments())
+        ws.recv()
+
+    server = start_server(handler, compression=None)
+    ws = client(server, streaming=True, compression=None)
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=0.2)  # "a-" arrived, the rest did not
+    if then == "recv":
+        assert ws.recv(timeout=5) == "a-b-c"
+    else:
+        assert "".join(ws.recv_streaming()) == "a-b-c"
