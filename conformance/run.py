@@ -179,14 +179,25 @@ def py_env() -> dict:
 def expected_cases(spec_path: Path) -> list[str]:
     out = subprocess.run(
         [*WSTEST, "--list-cases", str(spec_path)],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return json.loads(out.stdout)
 
 
 def server_cmd(ep: Endpoint, port: int, stand_in: bool) -> list[str]:
-    args = ["--transport", ep.transport, "--host", HOST, "--port", str(port),
-            "--max-size", str(MAX_SIZE)]
+    args = [
+        "--transport",
+        ep.transport,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--max-size",
+        str(MAX_SIZE),
+    ]
     if not ep.compression:
         args.append("--no-compression")
     if stand_in:
@@ -195,8 +206,16 @@ def server_cmd(ep: Endpoint, port: int, stand_in: bool) -> list[str]:
 
 
 def client_cmd(ep: Endpoint, port: int, stand_in: bool) -> list[str]:
-    cmd = [sys.executable, str(CONF / f"client_{ep.transport}.py"),
-           "--uri", f"ws://{HOST}:{port}", "--agent", ep.agent, "--max-size", str(MAX_SIZE)]
+    cmd = [
+        sys.executable,
+        str(CONF / f"client_{ep.transport}.py"),
+        "--uri",
+        f"ws://{HOST}:{port}",
+        "--agent",
+        ep.agent,
+        "--max-size",
+        str(MAX_SIZE),
+    ]
     if not ep.compression:
         cmd.append("--no-compression")
     if stand_in:
@@ -209,8 +228,9 @@ def update_reports_fallback(port: int, agent: str) -> None:
     from websockets.sync.client import connect
 
     try:
-        with connect(f"ws://{HOST}:{port}/updateReports?agent={agent}",
-                     open_timeout=10, close_timeout=10) as ws:
+        with connect(
+            f"ws://{HOST}:{port}/updateReports?agent={agent}", open_timeout=10, close_timeout=10
+        ) as ws:
             for _ in ws:
                 pass
     except Exception as exc:  # reported as missing cases anyway
@@ -225,21 +245,29 @@ def run_endpoint(ep: Endpoint, stand_in: bool, timeout: float) -> Result:
     ep.outdir.mkdir(parents=True)
     spec_path = ep.outdir / "spec.json"
     port = free_port()
-    spec = {"outdir": str(ep.outdir), "cases": ep.cases, "exclude-cases": [],
-            "exclude-agent-cases": {}}
+    spec = {
+        "outdir": str(ep.outdir),
+        "cases": ep.cases,
+        "exclude-cases": [],
+        "exclude-agent-cases": {},
+    }
     procs: list[subprocess.Popen] = []
     try:
         if ep.kind == "server":
-            spec["servers"] = [{"agent": ep.agent, "url": f"ws://{HOST}:{port}",
-                                "options": {"version": 18}}]
+            spec["servers"] = [
+                {"agent": ep.agent, "url": f"ws://{HOST}:{port}", "options": {"version": 18}}
+            ]
             spec_path.write_text(json.dumps(spec, indent=2))
             res.expected = expected_cases(spec_path)
             log(f"{ep.name}: {len(res.expected)} cases, starting server on port {port}")
             srv = start(server_cmd(ep, port, stand_in), ep.outdir / "server.log", py_env())
             procs.append(srv)
             wait_port(port, srv, 60)
-            rc = run_bounded([*WSTEST, "-m", "fuzzingclient", "-s", str(spec_path)],
-                             ep.outdir / "wstest.log", timeout)
+            rc = run_bounded(
+                [*WSTEST, "-m", "fuzzingclient", "-s", str(spec_path)],
+                ep.outdir / "wstest.log",
+                timeout,
+            )
             if rc is None:
                 res.error = f"wstest timed out after {timeout:.0f}s"
             elif srv.poll() is not None:
@@ -249,8 +277,10 @@ def run_endpoint(ep: Endpoint, stand_in: bool, timeout: float) -> Result:
             spec_path.write_text(json.dumps(spec, indent=2))
             res.expected = expected_cases(spec_path)
             log(f"{ep.name}: {len(res.expected)} cases, starting fuzzingserver on port {port}")
-            ws = start([*WSTEST, "-m", "fuzzingserver", "-s", str(spec_path), "-u", "0"],
-                       ep.outdir / "wstest.log")
+            ws = start(
+                [*WSTEST, "-m", "fuzzingserver", "-s", str(spec_path), "-u", "0"],
+                ep.outdir / "wstest.log",
+            )
             procs.append(ws)
             wait_port(port, ws, 60)
             rc = run_bounded(client_cmd(ep, port, stand_in), ep.outdir / "client.log", timeout)
@@ -273,9 +303,11 @@ def run_endpoint(ep: Endpoint, stand_in: bool, timeout: float) -> Result:
     res.cases = load_report(ep)
     res.duration = time.monotonic() - t0
     verdict = "PASS" if res.passed else "FAIL"
-    log(f"{ep.name}: {verdict} in {res.duration:.0f}s"
+    log(
+        f"{ep.name}: {verdict} in {res.duration:.0f}s"
         + (f" ({res.error})" if res.error else "")
-        + (f", {len(res.bad)} bad case(s)" if res.bad else ""))
+        + (f", {len(res.bad)} bad case(s)" if res.bad else "")
+    )
     return res
 
 
@@ -297,9 +329,12 @@ def load_report(ep: Endpoint) -> dict:
     except ValueError:
         return {}
     cases = dict(data.get(ep.agent, {}))
-    for cid, c in cases.items():
-        if c["behavior"] in GOOD_BEHAVIOR and c["behavior"] != "NON-STRICT" \
-                and c["behaviorClose"] in GOOD_CLOSE:
+    for c in cases.values():
+        if (
+            c["behavior"] in GOOD_BEHAVIOR
+            and c["behavior"] != "NON-STRICT"
+            and c["behaviorClose"] in GOOD_CLOSE
+        ):
             continue
         try:
             detail = json.loads((ep.outdir / c["reportfile"]).read_text())
@@ -317,8 +352,11 @@ def case_key(cid: str) -> tuple[int, ...]:
 
 def render(results: list[Result], title: str) -> str:
     lines = [f"## {title}", ""]
-    lines.append("| endpoint | cases | " + " | ".join(COLUMNS)
-                 + " | other | bad close | missing | time | verdict |")
+    lines.append(
+        "| endpoint | cases | "
+        + " | ".join(COLUMNS)
+        + " | other | bad close | missing | time | verdict |"
+    )
     lines.append("|---" * (len(COLUMNS) + 7) + "|")
     for r in results:
         counts = {k: 0 for k in COLUMNS}
@@ -352,9 +390,10 @@ def render(results: list[Result], title: str) -> str:
             if cid in bad or c["behavior"] != "OK" or c["behaviorClose"] != "OK":
                 flag = "FAIL" if cid in bad else "note"
                 desc = c.get("result") or c.get("description") or ""
-                notes.append(f"- {flag} {cid}: {c['behavior']} / close {c['behaviorClose']}"
-                             f" (remote code {c.get('remoteCloseCode')})"
-                             + (f": {desc}" if desc else ""))
+                notes.append(
+                    f"- {flag} {cid}: {c['behavior']} / close {c['behaviorClose']}"
+                    f" (remote code {c.get('remoteCloseCode')})" + (f": {desc}" if desc else "")
+                )
         missing = [cid for cid in r.expected if cid not in r.cases]
         if missing:
             shown = ", ".join(missing[:30]) + (" ..." if len(missing) > 30 else "")
@@ -402,8 +441,12 @@ def main() -> int:
     p.add_argument("--endpoints", help="comma-separated subset: " + ", ".join(ALL_ENDPOINTS))
     p.add_argument("--cases", help="comma-separated case patterns, overriding the set")
     p.add_argument("--jobs", type=int, default=2, help="endpoints run in parallel (default 2)")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="seconds per endpoint before it is killed (default 1800, --full 5400)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per endpoint before it is killed (default 1800, --full 5400)",
+    )
     p.add_argument("--stand-in", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     timeout = args.timeout or (5400.0 if args.full else 1800.0)
@@ -427,8 +470,8 @@ def main() -> int:
     results = [done[e.name] for e in eps]
 
     total = time.monotonic() - t0
-    title = (f"Autobahn testsuite, {mode} run, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())},"
-             f" {total:.0f}s wall, jobs={args.jobs}")
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    title = f"Autobahn testsuite, {mode} run, {stamp}, {total:.0f}s wall, jobs={args.jobs}"
     text = render(results, title)
     sets = sorted({", ".join(e.cases) for e in eps})
     text += "\nCase patterns: " + "; ".join(f"`{s}`" for s in sets) + "\n"
@@ -436,8 +479,10 @@ def main() -> int:
     print(text)
     (REPORTS / "summary.md").write_text(text)
     ok = all(r.passed for r in results)
-    print(f"conformance: {'PASS' if ok else 'FAIL'} ({total:.0f}s); "
-          f"summary in {(REPORTS / 'summary.md').relative_to(ROOT)}")
+    print(
+        f"conformance: {'PASS' if ok else 'FAIL'} ({total:.0f}s); "
+        f"summary in {(REPORTS / 'summary.md').relative_to(ROOT)}"
+    )
     return 0 if ok else 1
 
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Python 2.7 wrapper around Autobahn's ``wstest`` used by conformance/run.py.
 
 Run with .venv-autobahn/bin/python.
@@ -10,16 +9,16 @@ Run with .venv-autobahn/bin/python.
   sockets (fuzzingserver mode) bind to 127.0.0.1 only; stock wstest binds
   every interface.
 """
-from __future__ import print_function
 
+import importlib
 import json
 import sys
 
 
 def list_cases(spec_path):
+    from autobahntestsuite.case import CaseBasename, CaseCategories, Cases, CaseSubCategories
     from autobahntestsuite.caseset import CaseSet
-    from autobahntestsuite.case import (Cases, CaseBasename, CaseCategories,
-                                        CaseSubCategories)
+
     with open(spec_path) as f:
         spec = json.load(f)
     cs = CaseSet("fuzzing", CaseBasename, Cases, CaseCategories, CaseSubCategories)
@@ -28,27 +27,29 @@ def list_cases(spec_path):
 
 def run_wstest(argv):
     # Let wstest pick its reactor (epoll) before anything imports the default.
-    from autobahntestsuite import choosereactor  # noqa: F401
+    importlib.import_module("autobahntestsuite.choosereactor")
     from autobahn.twisted import websocket as ab_ws
     from autobahntestsuite import fuzzing
 
     orig_listen = ab_ws.listenWS
 
-    def listen_loopback(factory, contextFactory=None, backlog=50, interface=''):
-        return orig_listen(factory, contextFactory, backlog, '127.0.0.1')
+    def listen_loopback(factory, contextFactory=None, backlog=50, interface=""):
+        return orig_listen(factory, contextFactory, backlog, "127.0.0.1")
 
     ab_ws.listenWS = listen_loopback
     fuzzing.listenWS = listen_loopback
 
     from twisted.internet import reactor
+
     orig_tcp = reactor.listenTCP
 
-    def listen_tcp_loopback(port, factory, backlog=50, interface=''):
-        return orig_tcp(port, factory, backlog, '127.0.0.1')
+    def listen_tcp_loopback(port, factory, backlog=50, interface=""):
+        return orig_tcp(port, factory, backlog, "127.0.0.1")
 
     reactor.listenTCP = listen_tcp_loopback
 
     from autobahntestsuite import wstest
+
     sys.argv = ["wstest"] + argv
     wstest.run()
 
