@@ -54,16 +54,28 @@ class _Refuser:
     """Answers 503 to a connection beyond ``max_connections``, inside the I/O thread."""
 
     def __init__(self, server: Server, sock: socket.socket) -> None:
-        self.sock = sock
         self._server = server
         self._core = wscore.ServerConnection(server._config)
         self._done = False
         sock.setblocking(False)
+        self._tls = server._ssl is not None
+        if server._ssl is not None:  # the 503 must go out inside TLS
+            sock = server._ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        self.sock = sock
         server._loop.watch(self, EVENT_READ)  # type: ignore[arg-type]
         deadline = self._core.next_deadline() or time.monotonic() + 10
         server._loop.schedule(self, deadline)  # type: ignore[arg-type]
 
     def on_ready(self, mask: int) -> None:
+        if self._tls:
+            try:
+                self.sock.do_handshake()  # type: ignore[attr-defined]
+            except (ssl_module.SSLWantReadError, ssl_module.SSLWantWriteError):
+                return
+            except OSError:
+                self._finish()
+                return
+            self._tls = False
         try:
             data = self.sock.recv(8192)
         except (BlockingIOError, ssl_module.SSLWantReadError):
