@@ -202,3 +202,20 @@ def test_open_timeout(client: Any) -> None:
             connect(f"ws://{HOST}:{listener.getsockname()[1]}/", open_timeout=0.3)
     finally:
         listener.close()
+
+
+def test_max_connections_tls(start_server: Start, client: Any, tls_contexts: tuple) -> None:
+    server_ctx, client_ctx = tls_contexts
+    release = threading.Event()
+
+    def handler(ws: Any) -> None:
+        ws.send("in")
+        release.wait(5)
+
+    server = start_server(handler, ssl=server_ctx, max_connections=1)
+    first = client(f"wss://localhost:{server.port}/", ssl=client_ctx)
+    assert first.recv(timeout=5) == "in"
+    with pytest.raises(wscore.InvalidStatus) as info:
+        connect(f"wss://localhost:{server.port}/", ssl=client_ctx, open_timeout=5)
+    assert info.value.status == 503
+    release.set()
