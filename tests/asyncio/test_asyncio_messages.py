@@ -608,3 +608,32 @@ async def _read_masked_frame(reader: Any) -> Any:
     key = await reader.readexactly(4) if second & 0x80 else b"\0\0\0\0"
     payload = await reader.readexactly(length)
     return first & 0x0F, bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def test_recv_timeout_loses_nothing(run: Any) -> None:
+    async def handler(ws: Any) -> None:
+        async for message in ws:
+            if message == "fragments":
+                async def slow() -> AsyncIterator[str]:
+                    yield "a"
+                    await asyncio.sleep(0.3)
+                    yield "b"
+
+                await ws.send(slow())
+            else:
+                await asyncio.sleep(0.3)
+                await ws.send(message)
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            async with connect(uri(server), streaming=True) as ws:
+                await ws.send("late")
+                with pytest.raises(TimeoutError):
+                    await ws.recv(timeout=0.05)
+                assert await ws.recv(timeout=2) == "late"
+                await ws.send("fragments")
+                with pytest.raises(TimeoutError):
+                    await ws.recv(timeout=0.15)  # took "a", waits for "b"
+                assert await ws.recv(timeout=2) == "ab"
+
+    run(main())

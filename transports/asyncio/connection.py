@@ -88,6 +88,7 @@ class Connection(asyncio.Protocol):
         self._queue: Deque[Any] = collections.deque()
         self._waiter: Optional[asyncio.Future[None]] = None
         self._receiving = False
+        self._partial: List[Data] = []  # streaming recv(): fragments taken so far
         self._paused_reading = False
         self._keep_reading = False  # closing: never pause again
         # Sending.
@@ -293,15 +294,23 @@ class Connection(asyncio.Protocol):
 
     # -- receiving ------------------------------------------------------------------
 
-    async def _wait_queue(self) -> None:
-        """Wait until the queue has an item; raise ConnectionClosed if none will come."""
+    async def _wait_queue(self, deadline: Optional[float] = None) -> None:
+        """Wait until the queue has an item; raise ConnectionClosed if none will come.
+
+        Raises ``TimeoutError`` when ``deadline`` (on ``CLOCK``) passes first.
+        """
         queue = self._queue
         while not queue:
             if self._close_event is not None or self._lost:
                 raise self._closed_exc()
             waiter = self._waiter = self._loop.create_future()
             try:
-                await waiter
+                if deadline is None:
+                    await waiter
+                else:
+                    await asyncio.wait_for(waiter, max(0.0, deadline - CLOCK()))
+            except asyncio.TimeoutError:
+                raise TimeoutError("no message arrived in time") from None
             finally:
                 self._waiter = None
 
@@ -314,33 +323,37 @@ class Connection(asyncio.Protocol):
                 self._transport.resume_reading()
         return item
 
-    async def _recv_item(self) -> Any:
+    async def _recv_item(self, deadline: Optional[float] = None) -> Any:
         if not self._queue:
-            await self._wait_queue()
+            await self._wait_queue(deadline)
         return self._pop()
 
-    async def recv(self) -> Data:
+    async def recv(self, timeout: Optional[float] = None) -> Data:
         """Receive the next message: ``str`` for text, ``bytes`` for binary.
 
         Raises :class:`wscore.ConnectionClosedOK` or :class:`wscore.ConnectionClosedError`
         once the connection is closed and every received message was read;
-        :class:`wscore.ConcurrencyError` if another task is receiving.
+        :class:`wscore.ConcurrencyError` if another task is receiving; ``TimeoutError``
+        if ``timeout`` seconds pass first (nothing is lost: the next call goes on).
         """
         if self._receiving:
             raise ConcurrencyError("recv() called while another task is receiving")
         queue = self._queue
         if queue and not self._streaming:
             return cast(Data, self._pop())
+        deadline = None if timeout is None else CLOCK() + timeout
         self._receiving = True
         try:
             if not self._streaming:
-                return cast(Data, await self._recv_item())
-            parts: List[Data] = []
+                return cast(Data, await self._recv_item(deadline))
+            # Fragments already taken stay in _partial if this call times out or is cancelled.
+            parts = self._partial
             while True:
-                fragment: Fragment = await self._recv_item()
+                fragment: Fragment = await self._recv_item(deadline)
                 parts.append(fragment.data)
                 if fragment.final:
                     break
+            self._partial = []
             if len(parts) == 1:
                 return parts[0]
             empty: Data = "" if isinstance(parts[0], str) else b""
@@ -361,6 +374,8 @@ class Connection(asyncio.Protocol):
             if not self._streaming:
                 yield await self._recv_item()
                 return
+            while self._partial:  # left by a recv() that timed out mid-message
+                yield self._partial.pop(0)
             while True:
                 fragment: Fragment = await self._recv_item()
                 yield fragment.data
