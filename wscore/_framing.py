@@ -86,6 +86,23 @@ class BoundedDeflate(PerMessageDeflate):
         self._inflated = 0  # bytes inflated so far in the current message
         self.error: Optional[str] = None
 
+    def frame_inbound_header(
+        self,
+        proto: Union[FrameDecoder, FrameProtocol],
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> Union[CloseReason, RsvBits]:
+        if opcode.iscontrol():
+            # A control frame may come between the fragments of a compressed message:
+            # it must leave the message's compression state alone (wsproto resets it,
+            # and the next continuation frame was then taken as uncompressed).
+            if rsv.rsv1:
+                return CloseReason.PROTOCOL_ERROR
+            self._inbound_is_compressible = False
+            return RsvBits(True, False, False)
+        return super().frame_inbound_header(proto, opcode, rsv, payload_length)
+
     def frame_inbound_payload_data(
         self, proto: Union[FrameDecoder, FrameProtocol], data: bytes
     ) -> Union[bytes, CloseReason]:
@@ -110,6 +127,8 @@ class BoundedDeflate(PerMessageDeflate):
     def frame_inbound_complete(
         self, proto: Union[FrameDecoder, FrameProtocol], fin: bool
     ) -> Union[bytes, CloseReason, None]:
+        if not self._inbound_is_compressible:  # a control frame: see above
+            return None
         result = super().frame_inbound_complete(proto, fin)
         if fin:
             self._inflated = 0
