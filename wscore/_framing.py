@@ -103,6 +103,22 @@ class BoundedDeflate(PerMessageDeflate):
             return RsvBits(True, False, False)
         return super().frame_inbound_header(proto, opcode, rsv, payload_length)
 
+    def frame_outbound(
+        self,
+        proto: Union[FrameDecoder, FrameProtocol],
+        opcode: Opcode,
+        rsv: RsvBits,
+        data: bytes,
+        fin: bool,
+    ) -> tuple[RsvBits, bytes]:
+        rsv, data = super().frame_outbound(proto, opcode, rsv, data, fin)
+        if not fin and not opcode.iscontrol():
+            # Flush every fragment, so that what was sent can be inflated (and
+            # streamed) at once rather than when the message ends.
+            assert self._compressor is not None
+            data += self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        return rsv, data
+
     def frame_inbound_payload_data(
         self, proto: Union[FrameDecoder, FrameProtocol], data: bytes
     ) -> Union[bytes, CloseReason]:
