@@ -160,6 +160,7 @@ class _Decoder(FrameDecoder):
         super().__init__(client, extensions)
         self.max_size = max_size
         self.message_size = 0  # payload bytes of the current message so far
+        self.compressed = False  # whether the current message is compressed (RSV1)
 
     def parse_header(self) -> bool:
         if not super().parse_header():
@@ -168,11 +169,17 @@ class _Decoder(FrameDecoder):
         assert header is not None
         if isinstance(self.masker, XorMaskerSimple):
             self.masker = _Masker(bytes(self.masker._masking_key))  # type: ignore[assignment]
+        opcode = header.opcode
+        if opcode.iscontrol():
+            return True
+        if opcode is not Opcode.CONTINUATION:
+            # Only the first frame of a message carries RSV1; its continuation
+            # frames carry compressed data too, with compressed lengths.
+            self.compressed = header.rsv.rsv1
         limit = self.max_size
         if (
             limit is not None
-            and not header.rsv.rsv1  # compressed sizes are checked while inflating
-            and not header.opcode.iscontrol()
+            and not self.compressed  # compressed sizes are checked while inflating
             and self.message_size + header.payload_len > limit
         ):
             raise ParseFailed(
