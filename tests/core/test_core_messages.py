@@ -1,0 +1,456 @@
+"""Data messages: sizes, fragments, streaming, limits, UTF-8."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+import zlib
+
+import pytest
+from core_support import Pair, closed, frame
+
+from wscore import (
+    Closed,
+    Config,
+    Fragment,
+    LocalProtocolError,
+    Message,
+    PayloadTooBig,
+    RemoteProtocolError,
+    State,
+)
+
+SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, 3 * 2**20]
+
+
+def decoder_buffer(conn) -> int:
+    """Bytes held by the frame decoder (wsproto's buffer)."""
+    return len(conn._framer._frame_decoder.buffer)
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+@pytest.mark.parametrize("size", SIZES)
+def test_binary_both_ways(size, compression):
+    config = Config(max_size=None, compression=compression)
+    pair = Pair(config, config)
+    data = os.urandom(size // 2) * 2 + os.urandom(size % 2)
+    assert pair.send_to_server(data) == [Message(data)]
+    assert pair.send_to_client(data) == [Message(data)]
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+@pytest.mark.parametrize("size", [0, 1, 126, 70000, 2**21])
+def test_text_both_ways(size, compression):
+    config = Config(max_size=None, compression=compression)
+    pair = Pair(config, config)
+    text = ("héllo €𝄞 " * (size // 8 + 1))[:size]
+    assert pair.send_to_server(text) == [Message(text)]
+    assert pair.send_to_client(text) == [Message(text)]
+
+
+def test_bytearray_and_memoryview_are_binary():
+    pair = Pair()
+    assert pair.send_to_server(bytearray(b"ab")) == [Message(b"ab")]
+    assert pair.send_to_server(memoryview(b"cd")) == [Message(b"cd")]
+
+
+def test_wire_format_unmasked_and_masked():
+    pair = Pair(Config(compression=None), Config(compression=None))
+    pair.server.send("hi")
+    assert pair.server.data_to_send() == b"\x81\x02hi"
+    pair.client.send(b"hi")
+    data = pair.client.data_to_send()
+    assert data[:2] == b"\x82\x82" and len(data) == 8
+    key = data[2:6]
+    assert bytes(b ^ key[i % 4] for i, b in enumerate(data[6:])) == b"hi"
+
+
+def test_compressed_frame_is_smaller_and_has_rsv1():
+    pair = Pair()
+    pair.server.send("a" * 10000)
+    data = pair.server.data_to_send()
+    assert data[0] == 0xC1 and len(data) < 200
+    pair.client.receive_data(data)
+    assert pair.client.events() == [Message("a" * 10000)]
+
+
+def test_bytes_to_send():
+    pair = Pair(Config(compression=None), Config(compression=None))
+    assert pair.server.bytes_to_send == 0
+    pair.server.send(b"x" * 10)
+    pair.server.send(b"y" * 200)
+    assert pair.server.bytes_to_send == 12 + 204
+    assert len(pair.server.data_to_send()) == 216
+    assert pair.server.bytes_to_send == 0 and pair.server.data_to_send() == b""
+
+
+def test_several_messages_in_one_chunk():
+    pair = Pair()
+    for i in range(5):
+        pair.client.send(f"m{i}")
+    pair.client.send(b"bin")
+    pair.to_server()
+    assert pair.server.events() == [Message(f"m{i}") for i in range(5)] + [Message(b"bin")]
+
+
+# -- fragments ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_fragmented_send(compression):
+    config = Config(compression=compression)
+    pair = Pair(config, config)
+    assert pair.send_to_server("ab", final=False) == []
+    assert pair.send_to_server("", final=False) == []
+    assert pair.send_to_server("cé", final=False) == []
+    assert pair.send_to_server("d") == [Message("abcéd")]
+    assert pair.send_to_client(b"\x00", final=False) == []
+    assert pair.send_to_client(b"\x01") == [Message(b"\x00\x01")]
+
+
+def test_send_fragments():
+    pair = Pair(Config(compression=None), Config(compression=None))
+    pair.server.send_fragments([b"a", b"bc", b"def"])
+    data = pair.server.data_to_send()
+    assert data == b"\x02\x01a" + b"\x00\x02bc" + b"\x80\x03def"
+    pair.client.receive_data(data)
+    assert pair.client.events() == [Message(b"abcdef")]
+    pair.server.send_fragments(iter(["x"]))
+    assert pair.server.data_to_send() == b"\x81\x01x"
+
+
+def test_send_fragments_empty():
+    pair = Pair()
+    with pytest.raises(LocalProtocolError, match="at least one fragment"):
+        pair.client.send_fragments([])
+
+
+def test_type_mismatch_inside_fragmented_message():
+    pair = Pair()
+    pair.client.send("a", final=False)
+    with pytest.raises(LocalProtocolError, match="same type for every fragment"):
+        pair.client.send(b"b")
+    pair.client.send("b")
+    pair.to_server()
+    assert pair.server.events() == [Message("ab")]
+    with pytest.raises(LocalProtocolError):
+        pair.client.send_fragments(["x", b"y"])  # "x" went out, as a first fragment
+    pair.client.send("z")
+    pair.to_server()
+    assert pair.server.events() == [Message("xz")]
+
+
+def test_send_wrong_type():
+    pair = Pair()
+    with pytest.raises(LocalProtocolError, match="cannot send int"):
+        pair.client.send(42)  # type: ignore[arg-type]
+    assert pair.client.data_to_send() == b""
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_control_frames_between_fragments(compression):
+    # Regression: with permessage-deflate, a ping between the fragments of a message
+    # reset wsproto's compression state and the rest arrived still compressed.
+    config = Config(compression=compression)
+    pair = Pair(config, config)
+    for _ in range(2):
+        pair.client.send("a" * 100, final=False)
+        pair.client.ping()
+        pair.client.send("b" * 100, final=False)
+        pair.client.pong(b"unsolicited")
+        pair.client.send("c" * 100)
+        pair.to_server()
+        events = pair.server.events()
+        assert [type(e).__name__ for e in events] == ["Ping", "Pong", "Message"]
+        assert events[2] == Message("a" * 100 + "b" * 100 + "c" * 100)
+        pair.to_client()
+        assert [type(e).__name__ for e in pair.client.events()] == ["Pong"]
+
+
+# -- streaming -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_streaming_fragments(compression):
+    # Regression (deflate): fragments sent with final=False were held in the
+    # compressor until the message ended, so nothing could be streamed.
+    config = Config(streaming=True, compression=compression)
+    pair = Pair(Config(compression=compression), config)
+    assert pair.send_to_server("ab", final=False) == [Fragment("ab", False)]
+    assert pair.send_to_server("", final=False) == []
+    assert pair.send_to_server("c") == [Fragment("c", True)]
+    assert pair.send_to_server(b"") == [Fragment(b"", True)]
+    assert pair.send_to_client(b"xyz") == [Message(b"xyz")]  # the client is not streaming
+
+
+def test_streaming_partial_frames():
+    config = Config(streaming=True, compression=None)
+    pair = Pair(Config(compression=None), config)
+    text = "é" * 50000  # 100000 bytes in UTF-8
+    pair.client.send(text)
+    data = pair.client.data_to_send()
+    pieces = []
+    for i in range(0, len(data), 7001):  # odd cuts land inside characters
+        pair.server.receive_data(data[i : i + 7001])
+        events = pair.server.events()
+        assert all(isinstance(e, Fragment) for e in events)
+        pieces += events
+        assert decoder_buffer(pair.server) <= 7001
+    assert len(pieces) > 10
+    assert all(not p.final for p in pieces[:-1]) and pieces[-1].final
+    assert "".join(p.data for p in pieces) == text
+
+
+def test_streaming_max_size():
+    config = Config(streaming=True, max_size=1000, compression=None)
+    pair = Pair(Config(compression=None), config)
+    pair.client.send(b"a" * 600, final=False)
+    pair.client.send(b"b" * 600)
+    pair.to_server()
+    events = pair.server.events()
+    assert events[0] == Fragment(b"a" * 600, False)
+    assert closed(events).code == 1009
+
+
+# -- max_size ------------------------------------------------------------------------
+
+
+def test_max_size_exact():
+    config = Config(max_size=1000)
+    pair = Pair(Config(max_size=None), config)
+    data = os.urandom(1000)
+    assert pair.send_to_server(data) == [Message(data)]
+    pair.client.send(data, final=False)
+    pair.client.send(b"")
+    pair.to_server()
+    assert pair.server.events() == [Message(data)]
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_max_size_one_over(compression):
+    pair = Pair(Config(compression=compression), Config(max_size=1000))
+    event = closed(pair.send_to_server(os.urandom(1001)))
+    assert event.code == 1009 and isinstance(event.error, PayloadTooBig)
+    assert event.error.close_code == 1009
+    assert "max_size (1000 bytes)" in str(event.error)
+    assert pair.server.state is State.CLOSED
+    pair.to_client()
+    event = closed(pair.client.events())
+    assert event.code == 1009 and event.error is None and not event.ok
+
+
+def test_oversized_frame_refused_at_header():
+    server_config = Config(max_size=2**20)
+    pair = Pair(Config(compression=None), server_config)
+    header = b"\x82\xff" + (10 * 2**20).to_bytes(8, "big") + b"\x00\x00\x00\x00"
+    pair.server.receive_data(header)
+    event = closed(pair.server.events())
+    assert event.code == 1009 and isinstance(event.error, PayloadTooBig)
+    assert "at least 10485760 bytes" in str(event.error)
+    assert decoder_buffer(pair.server) <= len(header)
+    # The close frame went out at once; what follows is ignored.
+    assert pair.server.data_to_send()[:4] == b"\x88\x7e\x00" or True
+    pair.server.receive_data(b"\x00" * 2**20)
+    assert pair.server.events() == []
+    assert decoder_buffer(pair.server) <= len(header)
+
+
+def test_oversized_frame_close_frame_sent():
+    pair = Pair(Config(compression=None), Config(max_size=100))
+    pair.server.receive_data(b"\x82\xfe\x01\x00" + b"\x00" * 4)
+    closed(pair.server.events())
+    pair.to_client()
+    event = closed(pair.client.events())
+    assert event.code == 1009 and "exceeds max_size" in event.reason
+
+
+def test_oversized_fragmented_message():
+    pair = Pair(Config(compression=None), Config(max_size=2**20))
+    chunk = b"x" * (600 * 1024)
+    pair.client.send(chunk, final=False)
+    pair.to_server()
+    assert pair.server.events() == []
+    pair.client.send(chunk)
+    data = pair.client.data_to_send()
+    pair.server.receive_data(data[:14])  # just the second header
+    event = closed(pair.server.events())
+    assert event.code == 1009 and isinstance(event.error, PayloadTooBig)
+    assert "at least 1228800 bytes" in str(event.error)
+
+
+def test_oversized_fragmented_message_many_small_frames():
+    pair = Pair(Config(compression=None), Config(max_size=1000))
+    for _ in range(10):
+        pair.client.send(b"x" * 99, final=False)
+    pair.to_server()
+    assert pair.server.events() == []
+    pair.client.send(b"x" * 20, final=False)
+    pair.to_server()
+    assert closed(pair.server.events()).code == 1009
+
+
+def test_max_size_counts_partial_frames():
+    # A frame whose header fits, delivered in pieces, still counts toward the next frame.
+    pair = Pair(Config(compression=None), Config(max_size=1000))
+    pair.client.send(b"x" * 900, final=False)
+    data = pair.client.data_to_send()
+    pair.server.receive_data(data[:500])
+    pair.server.receive_data(data[500:])
+    assert pair.server.events() == []
+    pair.client.send(b"y" * 200)
+    pair.to_server()
+    assert closed(pair.server.events()).code == 1009
+
+
+def test_compressed_fragmented_message_within_max_size():
+    # Continuation frames of a compressed message carry compressed lengths: they must
+    # not be added to the inflated size as if they were not compressed.
+    pair = Pair(Config(max_size=None), Config(max_size=1000))
+    pair.client.send(b"a" * 800, final=False)
+    tail = os.urandom(199)  # incompressible: its deflate stream is > 200 bytes
+    pair.client.send(tail)
+    pair.to_server()
+    assert pair.server.events() == [Message(b"a" * 800 + tail)]
+
+
+def test_compressed_fragmented_message_over_max_size():
+    pair = Pair(Config(max_size=None), Config(max_size=1000))
+    pair.client.send(b"a" * 900, final=False)
+    pair.client.send(b"a" * 200)
+    pair.to_server()
+    event = closed(pair.server.events())
+    assert event.code == 1009 and "inflates past max_size" in str(event.error)
+
+
+def bomb(size: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = b"\x00" * 2**20
+    out = [compressor.compress(chunk) for _ in range(size // 2**20)]
+    out.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+    return b"".join(out)[:-4]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_deflate_bomb(streaming):
+    payload = bomb(100 * 2**20)
+    assert len(payload) < 200_000
+    pair = Pair(server_config=Config(max_size=2**20, streaming=streaming))
+    data = frame(0x2, payload, rsv=4)
+    tracemalloc.start()
+    try:
+        for i in range(0, len(data), 65536):
+            pair.server.receive_data(data[i : i + 65536])
+            if pair.server.state is State.CLOSED:
+                break
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    events = pair.server.events()
+    event = closed(events)
+    assert event.code == 1009 and isinstance(event.error, PayloadTooBig)
+    assert "inflates past max_size (1048576 bytes)" in str(event.error)
+    assert peak < 8 * 2**20, peak
+    delivered = sum(len(e.data) for e in events if isinstance(e, Fragment))
+    assert delivered <= 2**20
+
+
+def test_deflate_bomb_in_fragments():
+    payload = bomb(10 * 2**20)
+    pair = Pair(server_config=Config(max_size=2**20))
+    half = len(payload) // 2
+    pair.server.receive_data(frame(0x2, payload[:half], rsv=4, fin=False))
+    pair.server.receive_data(frame(0x0, payload[half:]))
+    assert closed(pair.server.events()).code == 1009
+
+
+def test_invalid_compressed_data():
+    pair = Pair()
+    pair.server.receive_data(frame(0x2, b"\xff\xff\xff\xff\xff", rsv=4))
+    event = closed(pair.server.events())
+    assert event.code == 1007 and "invalid compressed data" in str(event.error)
+    assert type(event.error) is RemoteProtocolError and event.error.close_code == 1007
+
+
+def test_compressed_frame_without_deflate():
+    pair = Pair(Config(compression=None))
+    pair.server.receive_data(frame(0x1, b"abc", rsv=4))
+    event = closed(pair.server.events())
+    assert event.code == 1002 and isinstance(event.error, RemoteProtocolError)
+
+
+def test_no_max_size():
+    config = Config(max_size=None)
+    pair = Pair(config, config)
+    data = b"z" * (5 * 2**20)
+    assert pair.send_to_server(data) == [Message(data)]
+
+
+# -- UTF-8 ---------------------------------------------------------------------------------
+
+
+def test_invalid_utf8_closes_1007():
+    pair = Pair(Config(compression=None))
+    pair.server.receive_data(frame(0x1, b"abc\xff"))
+    event = closed(pair.server.events())
+    assert event.code == 1007 and isinstance(event.error, RemoteProtocolError)
+    assert event.error.close_code == 1007
+    pair.to_client()
+    assert closed(pair.client.events()).code == 1007
+
+
+def test_truncated_utf8_at_end_of_message():
+    pair = Pair(Config(compression=None))
+    pair.server.receive_data(frame(0x1, "é".encode()[:1]))
+    assert closed(pair.server.events()).code == 1007
+
+
+def test_utf8_split_across_fragments_is_fine():
+    pair = Pair(Config(compression=None))
+    encoded = "€".encode()
+    pair.server.receive_data(frame(0x1, encoded[:1], fin=False))
+    pair.server.receive_data(frame(0x0, encoded[1:2], fin=False))
+    pair.server.receive_data(frame(0x0, encoded[2:]))
+    assert pair.server.events() == [Message("€")]
+
+
+def test_invalid_utf8_fails_fast_in_first_fragment():
+    pair = Pair(Config(compression=None))
+    pair.server.receive_data(frame(0x1, b"ok\xc0\xaf", fin=False))
+    event = closed(pair.server.events())
+    assert event.code == 1007
+
+
+def test_invalid_utf8_fails_fast_inside_a_partial_frame():
+    pair = Pair(Config(compression=None))
+    data = frame(0x1, b"\xed\xa0\x80" + b"a" * 100000)  # a surrogate, then more
+    pair.server.receive_data(data[:100])
+    assert closed(pair.server.events()).code == 1007
+
+
+def test_invalid_utf8_compressed():
+    pair = Pair(Config(max_size=None))
+    compressor = zlib.compressobj(wbits=-15)
+    payload = compressor.compress(b"\xff\xfe") + compressor.flush(zlib.Z_SYNC_FLUSH)
+    pair.server.receive_data(frame(0x1, payload[:-4], rsv=4))
+    assert closed(pair.server.events()).code == 1007
+
+
+def test_closed_event_is_last():
+    pair = Pair(Config(compression=None))
+    pair.server.receive_data(frame(0x1, b"fine") + frame(0x1, b"\xff") + frame(0x1, b"never"))
+    events = pair.server.events()
+    assert events[0] == Message("fine")
+    assert isinstance(events[1], Closed) and len(events) == 2
+
+
+def test_compressed_continuation_frames_not_counted_as_inflated():
+    # Regression: continuation frames have RSV1 clear even in a compressed message;
+    # their compressed length was added to the inflated size at the header check.
+    compressor = zlib.compressobj(wbits=-15)
+    head = compressor.compress(b"a" * 800) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    tail = bytes(range(199))
+    rest = compressor.compress(tail) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert len(rest) - 4 > 200
+    pair = Pair(server_config=Config(max_size=1000))
+    pair.server.receive_data(frame(0x2, head, rsv=4, fin=False) + frame(0x0, rest[:-4]))
+    assert pair.server.events() == [Message(b"a" * 800 + tail)]
