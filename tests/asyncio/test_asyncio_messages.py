@@ -565,18 +565,23 @@ def test_server_memory_bounded_when_client_stops_reading(run: Any) -> None:
     run(main(), timeout=20)
 
 
+async def _accept_raw(reader: Any, writer: Any) -> None:
+    """Answer a client's opening handshake by hand (a server that is only bytes)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = next(
+        line.split(b":", 1)[1].strip().decode()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key")
+    )
+    writer.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + wscore.accept_token(key).encode() + b"\r\n\r\n"
+    )
+
+
 def test_client_close_bounded_when_server_keeps_tcp_open(run: Any) -> None:
     async def lingering(reader: Any, writer: Any) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        key = next(
-            line.split(b":", 1)[1].strip().decode()
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"sec-websocket-key")
-        )
-        writer.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + wscore.accept_token(key).encode() + b"\r\n\r\n"
-        )
+        await _accept_raw(reader, writer)
         opcode, _ = await _read_masked_frame(reader)
         assert opcode == 0x8
         writer.write(b"\x88\x02\x03\xe8")  # close 1000, and the TCP connection stays open
@@ -594,6 +599,40 @@ def test_client_close_bounded_when_server_keeps_tcp_open(run: Any) -> None:
         assert ws.close_code == 1000
         server.close()
         await server.wait_closed()
+
+    run(main())
+
+
+def test_client_keepalive_closes_silent_server(run: Any) -> None:
+    frames: List[int] = []
+
+    async def silent(reader: Any, writer: Any) -> None:
+        await _accept_raw(reader, writer)
+        try:
+            while True:
+                opcode, _ = await _read_masked_frame(reader)
+                frames.append(opcode)
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ws = await connect(
+            f"ws://127.0.0.1:{port}/", ping_interval=0.1, ping_timeout=0.1, close_timeout=0.2
+        )
+        with pytest.raises(wscore.ConnectionClosedError) as info:
+            await ws.recv()
+        assert info.value.code == 1011
+        assert isinstance(info.value.error, wscore.KeepaliveTimeout)
+        await ws.wait_closed()
+        for _ in range(100):  # the raw server reads on its own schedule
+            if len(frames) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        server.close()
+        await server.wait_closed()
+        assert frames[:2] == [0x9, 0x8]  # a ping, then the close
 
     run(main())
 
