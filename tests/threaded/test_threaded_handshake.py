@@ -219,3 +219,72 @@ def test_max_connections_tls(start_server: Start, client: Any, tls_contexts: tup
         connect(f"wss://localhost:{server.port}/", ssl=client_ctx, open_timeout=5)
     assert info.value.status == 503
     release.set()
+
+
+def test_frame_pipelined_behind_the_request(start_server: Start) -> None:
+    import base64
+    import socket
+
+    got = []
+
+    def handler(ws: Any) -> None:
+        got.append(ws.recv(timeout=3))
+        ws.send("ack")
+
+    server = start_server(handler)
+    key = base64.b64encode(os.urandom(16)).decode()
+    mask, payload = os.urandom(4), b"early"
+    frame = bytes([0x81, 0x80 | len(payload)]) + mask
+    frame += bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    request = (
+        f"GET / HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    with socket.create_connection((HOST, server.port), timeout=5) as sock:
+        sock.sendall(request + frame)  # one segment: the frame follows the head
+        data = b""
+        while b"ack" not in data:
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+    assert got == ["early"]
+
+
+def test_frames_pipelined_behind_the_101() -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(1)
+    done = threading.Event()
+
+    def raw_server() -> None:
+        sock, _ = listener.accept()
+        with sock:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += sock.recv(4096)
+            key = [
+                line.split(b":", 1)[1].strip().decode()
+                for line in request.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key")
+            ][0]
+            sock.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                + wscore.accept_token(key).encode()
+                + b"\r\n\r\n\x81\x05hello\x82\x02hi"
+            )
+            done.wait(5)
+
+    thread = threading.Thread(target=raw_server, daemon=True)
+    thread.start()
+    try:
+        ws = connect(f"ws://{HOST}:{listener.getsockname()[1]}/", open_timeout=5)
+        assert ws.recv(timeout=5) == "hello"
+        assert ws.recv(timeout=5) == b"hi"
+        ws.abort()
+    finally:
+        done.set()
+        listener.close()
+        thread.join(5)
