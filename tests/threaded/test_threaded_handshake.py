@@ -288,3 +288,18 @@ def test_frames_pipelined_behind_the_101() -> None:
         done.set()
         listener.close()
         thread.join(5)
+
+
+def test_server_open_timeout_and_oversized_head(start_server: Start) -> None:
+    import socket
+    import time
+
+    server = start_server(echo, open_timeout=0.3)
+    with socket.create_connection((HOST, server.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
+        start = time.monotonic()
+        assert sock.recv(1000) == b""
+        assert time.monotonic() - start < 2
+    with socket.create_connection((HOST, server.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 10000 + b"\r\n\r\n")
+        assert sock.recv(1000).startswith(b"HTTP/1.1 431 ")
