@@ -321,3 +321,33 @@ def test_shutdown_closes_idle_clients(start_server: Start, client: Any) -> None:
             ws.recv(timeout=5)
         assert info.value.code == 1001
     assert server.connections == set()
+
+
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        (b"\x81\x02hi", 1002),  # a client frame must be masked
+        (b"\x81\x82\x00\x00\x00\x00\xff\xfe", 1007),  # invalid UTF-8 in a text message
+    ],
+    ids=["unmasked", "bad-utf8"],
+)
+def test_protocol_errors_close_the_connection(start_server: Start, frame: bytes, code: int) -> None:
+    outcome: queue.Queue[Any] = queue.Queue()
+
+    def handler(ws: Any) -> None:
+        try:
+            outcome.put(ws.recv(timeout=5))
+        except Exception as exc:
+            outcome.put(exc)
+
+    server = start_server(handler)
+    sock = raw_handshake(server.port)
+    try:
+        sock.sendall(frame)
+        exc = outcome.get(timeout=5)
+        assert isinstance(exc, ConnectionClosedError), exc
+        assert exc.code == code
+        reply = sock.recv(2 + 125)
+        assert reply[0] == 0x88 and int.from_bytes(reply[2:4], "big") == code
+    finally:
+        sock.close()
