@@ -162,3 +162,46 @@ def test_tls_backpressure_and_resume(start_server: Start, client: Any, tls_conte
     thread.join(10)
     assert ws.recv(timeout=10) == "done"
     assert [int(m[:5]) for m in received] == list(range(count))
+
+
+def test_busy_handler_still_answers_pings(start_server: Start, client: Any) -> None:
+    def handler(ws: Any) -> None:
+        ws.recv()
+        time.sleep(0.6)  # away from recv(): the I/O thread takes the socket back
+        ws.send("back")
+
+    server = start_server(handler)
+    ws = client(server)
+    ws.send("go")
+    time.sleep(0.2)
+    assert ws.ping().wait(1) < 1
+    assert ws.recv(timeout=5) == "back"
+
+
+def test_broadcast_skips_a_slow_client(start_server: Start, client: Any) -> None:
+    import socket
+
+    from transports.threaded import connect
+
+    server = start_server(echo, write_limit=4096, compression=None)
+    fast = client(server, compression=None)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.connect(("127.0.0.1", server.port))
+    slow = connect(
+        f"ws://127.0.0.1:{server.port}/", sock=sock, compression=None, max_queue=1, open_timeout=5
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while len(server.connections) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        skipped: List[Any] = []
+        sent = 0
+        while not skipped and sent < 2000:
+            skipped = broadcast(server.connections, b"x" * 10000)
+            sent += 1
+            assert fast.recv(timeout=5) == b"x" * 10000
+        assert len(skipped) == 1 and skipped[0].remote_address == slow.local_address
+        assert sent < 2000
+    finally:
+        slow.abort()
