@@ -216,6 +216,16 @@ class Framer(FrameProtocol):
         super().__init__(client, extensions)
         self._frame_decoder = _Decoder(client, self.extensions, max_size)
 
+    def _process_close(self, frame: Frame) -> Frame:
+        payload = frame.payload
+        if isinstance(payload, (bytes, bytearray)) and payload[:2] == b"\x03\xf6":
+            # 1014 (Bad Gateway) is registered but missing from wsproto's list, which
+            # refused it with 1002 though check_close_code lets us send it.
+            as_1000 = Frame(frame.opcode, b"\x03\xe8" + payload[2:], True, True)
+            reason = str(super()._process_close(as_1000).payload[1])
+            return Frame(frame.opcode, (1014, reason), frame.frame_finished, frame.message_finished)
+        return super()._process_close(frame)
+
     def _serialize_frame(
         self, opcode: Opcode, payload: Union[bytes, bytearray] = b"", fin: bool = True
     ) -> bytearray:
