@@ -1,0 +1,274 @@
+"""Config validation, Headers, Request/Response, events, errors, import purity."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import wscore
+from wscore import (
+    Closed,
+    Config,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    Fragment,
+    Headers,
+    InvalidConfig,
+    InvalidStatus,
+    Message,
+    Opened,
+    Ping,
+    Pong,
+    Request,
+    RequestReceived,
+    Response,
+)
+from wscore._framing import _mask_python, mask
+
+# -- Config --------------------------------------------------------------------
+
+
+def test_config_defaults():
+    config = Config()
+    assert config.max_size == 2**20 and config.compression == "deflate"
+    assert config.ping_interval == 20 and config.ping_timeout == 20
+    assert config.close_timeout == 10 and config.open_timeout == 10
+    assert config.max_request_size == 8192 and config.max_headers == 128
+    assert config.subprotocols == () and config.origins is None
+
+
+def test_config_normalises_sequences():
+    config = Config(subprotocols=["a"], origins=["o", None], extra_headers=[("X", "1")])
+    assert config.subprotocols == ("a",)
+    assert config.origins == ("o", None)
+    assert config.extra_headers == (("X", "1"),)
+    hash(config.subprotocols)
+
+
+def test_config_replace_validates():
+    config = Config().replace(max_size=10)
+    assert config.max_size == 10
+    with pytest.raises(InvalidConfig, match="max_size"):
+        config.replace(max_size=-1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_size": -1}, "max_size must be None or an int >= 0, got -1"),
+        ({"max_size": 1.5}, "max_size must be None or an int >= 0, got 1.5"),
+        ({"compression": "gzip"}, "compression must be 'deflate' or None, got 'gzip'"),
+        ({"deflate_options": {"level": 9}}, "unknown deflate_options ['level']"),
+        (
+            {"deflate_options": {"client_max_window_bits": 8}},
+            "deflate_options['client_max_window_bits'] must be 9 to 15, got 8",
+        ),
+        (
+            {"deflate_options": {"server_max_window_bits": 16}},
+            "deflate_options['server_max_window_bits'] must be 9 to 15, got 16",
+        ),
+        (
+            {"deflate_options": {"server_max_window_bits": "12"}},
+            "must be 9 to 15, got '12'",
+        ),
+        ({"ping_interval": 0}, "ping_interval must be None or a number > 0, got 0"),
+        ({"ping_timeout": -1}, "ping_timeout must be None or a number > 0"),
+        ({"close_timeout": "1"}, "close_timeout must be None or a number > 0, got '1'"),
+        ({"open_timeout": 0.0}, "open_timeout must be None or a number > 0"),
+        ({"max_request_size": 0}, "max_request_size must be an int > 0, got 0"),
+        ({"max_headers": None}, "max_headers must be an int > 0, got None"),
+        ({"max_body_size": 1.0}, "max_body_size must be an int > 0, got 1.0"),
+        ({"subprotocols": "chat"}, "subprotocols must be a list of strings, not a string"),
+        ({"origins": "https://x"}, "origins must be a list of strings, not a string"),
+    ],
+)
+def test_config_invalid(kwargs, message):
+    with pytest.raises(InvalidConfig) as info:
+        Config(**kwargs)
+    assert message in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_config_limits_that_are_fine():
+    assert Config(max_size=0).max_size == 0
+    assert Config(max_size=None, ping_interval=None, ping_timeout=None, close_timeout=None,
+                  open_timeout=None, compression=None).open_timeout is None
+    assert Config(deflate_options={"client_max_window_bits": 9}).deflate_options
+
+
+# -- Headers -------------------------------------------------------------------------
+
+
+def test_headers():
+    headers = Headers([(b"Content-Type", b"text/plain"), ("X-A", "1"), ("x-a", "2")])
+    assert headers["content-type"] == "text/plain"
+    assert headers.get("X-A") == "1" and headers.get_all("X-a") == ["1", "2"]
+    assert headers.get("missing") is None and headers.get("missing", "d") == "d"
+    assert "CONTENT-TYPE" in headers and "nope" not in headers and 42 not in headers
+    with pytest.raises(KeyError):
+        headers["nope"]
+    assert len(headers) == 3
+    assert list(headers) == [("Content-Type", "text/plain"), ("X-A", "1"), ("x-a", "2")]
+    headers.add("X-B", "3")
+    assert headers.raw()[-1] == (b"X-B", b"3")
+    assert headers == Headers([("Content-Type", "text/plain"), ("X-A", "1"), ("x-a", "2"),
+                               ("X-B", "3")])
+    assert headers != Headers() and headers != [("X-B", "3")]
+    assert repr(Headers({"A": "b"})) == "Headers([('A', 'b')])"
+    assert Headers(None) == Headers()
+
+
+def test_headers_tokens():
+    headers = Headers([("Connection", "keep-alive, Upgrade"), ("Connection", " ,x ,")])
+    assert headers.tokens("connection") == ["keep-alive", "Upgrade", "x"]
+    assert headers.tokens("missing") == []
+
+
+def test_request():
+    request = Request("GET", "/a/b?x=1&y=%20&z", Headers([("Origin", "o"),
+                      ("Sec-WebSocket-Protocol", "p1, p2")]))
+    assert request.path == "/a/b" and request.query == "x=1&y=%20&z"
+    assert request.query_params == [("x", "1"), ("y", " "), ("z", "")]
+    assert request.subprotocols == ["p1", "p2"] and request.origin == "o"
+    assert request.http_version == "1.1" and not request.is_websocket
+    assert repr(request) == "<Request GET /a/b?x=1&y=%20&z websocket=False>"
+    bare = Request("GET", "/", Headers())
+    assert bare.query == "" and bare.query_params == [] and bare.origin is None
+
+
+def test_response():
+    response = Response(404, Headers([("Sec-WebSocket-Protocol", "p")]), b"nope", "Not Found")
+    assert response.subprotocol == "p" and response.body == b"nope"
+    assert repr(response) == "<Response 404 Not Found>"
+    assert Response(200, Headers()).subprotocol is None
+
+
+# -- events ------------------------------------------------------------------------------
+
+
+def test_events_equality_and_repr():
+    assert Message("a") == Message("a") and Message("a") != Message(b"a")
+    assert Message("a") != Fragment("a", True)
+    assert Fragment(b"x", False) != Fragment(b"x", True)
+    assert Ping(b"p") == Ping(b"p") and Ping(b"p") != Pong(b"p")
+    assert Pong(b"p", (b"p",), 0.5) != Pong(b"p")
+    assert Closed(1000) == Closed(1000, "", None)
+    assert hash(Message("a")) == hash(Message("a"))
+    assert len({Message("a"), Message("a"), Message("b")}) == 2
+    assert repr(Message("hi")) == "Message(data='hi')"
+    assert repr(Fragment(b"x", True)) == "Fragment(data=b'x', final=True)"
+    assert repr(Ping(b"")) == "Ping(payload=b'')"
+    assert repr(Pong(b"a")) == "Pong(payload=b'a', acknowledged=(), latency=None)"
+    assert repr(Closed(1001, "bye")) == "Closed(code=1001, reason='bye', error=None)"
+    request = Request("GET", "/", Headers())
+    assert RequestReceived(request) == RequestReceived(request)
+    assert "RequestReceived(request=<Request GET / websocket=False>)" == repr(
+        RequestReceived(request)
+    )
+    response = Response(101, Headers())
+    assert repr(Opened(response)) == "Opened(response=<Response 101 >)"
+    assert Message("x") != "x"
+
+
+@pytest.mark.parametrize(
+    "event, ok",
+    [
+        (Closed(1000), True),
+        (Closed(1001), True),
+        (Closed(1005), True),
+        (Closed(1000, "", RuntimeError()), False),
+        (Closed(1006), False),
+        (Closed(1011), False),
+        (Closed(4000), False),
+    ],
+)
+def test_closed_ok(event, ok):
+    assert event.ok is ok
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_error_tree():
+    for name in wscore.errors.__all__:
+        cls = getattr(wscore, name)
+        assert issubclass(cls, wscore.WebSocketError)
+    assert issubclass(wscore.InvalidState, wscore.LocalProtocolError)
+    assert issubclass(wscore.PayloadTooBig, wscore.RemoteProtocolError)
+    assert issubclass(wscore.InvalidStatus, wscore.InvalidHandshake)
+    assert issubclass(wscore.InvalidHeader, wscore.InvalidHandshake)
+    for cls in (wscore.OpenTimeout, wscore.CloseTimeout, wscore.KeepaliveTimeout):
+        assert issubclass(cls, wscore.WebSocketTimeout) and issubclass(cls, TimeoutError)
+    assert issubclass(wscore.ConcurrencyError, RuntimeError)
+    assert issubclass(ConnectionClosedOK, ConnectionClosed)
+    assert issubclass(ConnectionClosedError, ConnectionClosed)
+
+
+def test_error_messages():
+    assert wscore.RemoteProtocolError("bad").close_code == 1002
+    assert wscore.RemoteProtocolError("bad", 1007).close_code == 1007
+    too_big = wscore.PayloadTooBig("big")
+    assert too_big.close_code == 1009 and str(too_big) == "big"
+    assert wscore.InvalidHeader("h").status == 400
+    assert wscore.InvalidHeader("h", 426).status == 426
+    uri = wscore.InvalidURI("http://x", "the scheme must be ws or wss")
+    assert str(uri) == "'http://x' is not a valid WebSocket URI: the scheme must be ws or wss"
+    body = "é" * 300
+    status = InvalidStatus(Response(500, Headers(), body.encode()))
+    assert status.status == 500
+    assert str(status).startswith("server rejected WebSocket connection: HTTP 500: é")
+    assert len(str(status)) < 200
+
+
+def test_connection_closed_messages():
+    assert str(ConnectionClosedOK(1000)) == "connection closed: code 1000"
+    error = ValueError("x")
+    closed = ConnectionClosedError(1011, "oops", error)
+    assert str(closed) == "connection closed: code 1011 (oops); x"
+    assert closed.__cause__ is error and closed.code == 1011 and closed.reason == "oops"
+    assert ConnectionClosed(1006).__cause__ is None
+
+
+def test_version_and_all():
+    assert wscore.__version__ == "0.1.0"
+    for name in wscore.__all__:
+        assert hasattr(wscore, name), name
+
+
+# -- masking -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 1000, 65537])
+def test_mask_matches_python(size):
+    data = bytes(range(256)) * (size // 256 + 1)
+    data = data[:size]
+    key = b"\x12\x34\x56\x78"
+    expected = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    assert mask(data, key) == expected
+    assert _mask_python(data, key) == expected
+    assert mask(bytearray(data), key) == expected
+    assert mask(memoryview(data), key) == expected
+
+
+# -- purity -----------------------------------------------------------------------------------
+
+
+def test_import_is_pure():
+    code = (
+        "import sys\n"
+        "import wscore\n"
+        "bad = [m for m in ('socket', 'selectors', 'threading', 'asyncio', 'ssl') "
+        "if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-X", "frozen_modules=on", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
