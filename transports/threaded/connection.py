@@ -57,6 +57,7 @@ _READ_SIZE = 65536
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _SELECTOR, _THREAD, _LAZY = 0, 1, 2  # who reads the socket (_LAZY: a thread, soon the loop)
 _POLL_CAP = 1.0  # longest single wait, so closes by other threads are noticed
+_LINGER = 2.0  # after the close, how long to wait for the peer's EOF
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
@@ -124,6 +125,7 @@ class Connection:
         self._closed: Optional[Closed] = None
         self._sock_closed = False
         self._force_close_at: Optional[float] = None
+        self._lingering = False  # closed, FIN sent: reading until the peer's EOF
         self._closed_event = threading.Event()
         self._pongs: Dict[bytes, PongWaiter] = {}
         self._fd = sock.fileno()
@@ -479,7 +481,9 @@ class Connection:
 
     def _update_interest(self) -> None:
         interest = 0
-        if self._closed is None and (len(self._messages) < self._max_queue or self._draining):
+        if self._lingering or (
+            self._closed is None and (len(self._messages) < self._max_queue or self._draining)
+        ):
             interest = EVENT_READ
         if self._pending:
             interest |= EVENT_WRITE
@@ -490,6 +494,19 @@ class Connection:
     def _read_some(self) -> None:
         core = self._core
         sock = self.sock
+        if self._lingering:
+            for _ in range(16):
+                try:
+                    if not sock.recv(_READ_SIZE):
+                        break
+                except _WOULD_BLOCK:
+                    return
+                except OSError:
+                    break
+            else:
+                return
+            self._close_socket()
+            return
         for _ in range(16):
             try:
                 data = sock.recv(_READ_SIZE)
@@ -539,12 +556,29 @@ class Connection:
         self._flush()
         if self._closed is not None and not self._sock_closed:
             if self._pending and self._force_close_at is None:
-                self._force_close_at = time.monotonic() + 2.0
+                self._force_close_at = time.monotonic() + _LINGER
                 if self._reader == _SELECTOR:
                     self._update_interest()
                     self._schedule()
-            elif not self._pending:
-                self._close_socket()
+            elif not self._pending and not self._lingering:
+                self._linger()
+
+    def _linger(self) -> None:
+        """Everything is written: send FIN, then read until the peer closes too.
+
+        Closing at once would make the kernel answer the peer's unread bytes (say
+        the rest of an oversized message) with a reset, which can destroy our
+        close frame before the peer reads it. So wait for EOF, up to ``_LINGER``.
+        """
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close_socket()
+            return
+        self._lingering = True
+        self._force_close_at = time.monotonic() + _LINGER
+        self._closed_event.set()
+        self._adopt()
 
     def _flush(self) -> None:
         data = self._core.data_to_send()
