@@ -56,6 +56,7 @@ Data = Union[str, bytes]
 _BytesLike = (bytes, bytearray, memoryview)
 _MAX_PINGS = 64  # the core forgets older pings too
 _OK_CODES = (1000, 1001, 1005)
+_LINGER = 2.0  # at most this long after a failure, waiting for the peer to hang up
 #: The clock of the cores (pass it as ``clock=`` when making one).
 CLOCK = time.monotonic
 
@@ -248,21 +249,26 @@ class Connection(asyncio.Protocol):
             self._paused_reading = False
             transport.resume_reading()
         self._keep_reading = True
-        if (
-            self._is_client
-            and not self._eof
-            and event.error is None
-            and event.code != 1006
-            and not transport.is_closing()
-        ):
+        if self._eof or transport.is_closing():
+            self._close_transport()
+            return
+        clean = event.error is None and event.code != 1006  # both close frames went through
+        if clean and self._is_client:
             # RFC 6455, 7.1.1: the server closes TCP first; wait for its FIN a while
             # (what is left of close_timeout when we started the closing handshake).
             wait = self._grace
             if self._close_started is not None:
                 wait = max(0.0, self._close_started + self._grace - CLOCK())
             self._abort_handle = self._loop.call_later(wait, self._close_transport)
-            return
-        self._close_transport()
+        elif not clean and transport.can_write_eof():
+            # Lingering close: our last words (a close frame after an error, an HTTP
+            # answer) must not be lost to a reset because the peer's data is still
+            # unread. Shut our side, drop what still comes until the peer hangs up.
+            transport.write_eof()
+            wait = min(self._grace, _LINGER)
+            self._abort_handle = self._loop.call_later(wait, self._close_transport)
+        else:
+            self._close_transport()
 
     def _close_transport(self) -> None:
         transport = self._transport
