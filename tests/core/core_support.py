@@ -43,8 +43,10 @@ class Pair:
         self.server = ServerConnection(server_config, clock=self.clock)
         self.client_events: List[wscore.Event] = []
         self.server_events: List[wscore.Event] = []
+        #: The client's opening request.
+        self.handshake = self.client.data_to_send()
         if accept:
-            self.to_server()
+            self.server.receive_data(self.handshake)
             events = self.server.events()
             assert len(events) == 1 and isinstance(events[0], wscore.RequestReceived), events
             assert events[0].request.is_websocket

@@ -1,0 +1,253 @@
+"""Property tests (hypothesis): chunking, round trips, garbage."""
+
+from __future__ import annotations
+
+from typing import List
+
+from core_support import Pair
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import wscore
+from wscore import Closed, Config, Fragment, Message, State
+
+SETTINGS = settings(
+    deadline=None,
+    max_examples=60,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def big_binary(max_size: int) -> st.SearchStrategy[bytes]:
+    """Bytes up to ``max_size``: small random ones, or large ones built from a seed."""
+    small = st.binary(max_size=300)
+    sizes = st.one_of(st.integers(0, max_size), st.sampled_from([125, 126, 65536, max_size]))
+    large = st.tuples(st.binary(min_size=1, max_size=64), sizes).map(
+        lambda t: (t[0] * (t[1] // len(t[0]) + 1))[: t[1]]
+    )
+    return st.one_of(small, large)
+
+
+def big_text(max_size: int) -> st.SearchStrategy[str]:
+    small = st.text(max_size=100)
+    sizes = st.one_of(st.integers(0, max_size // 4), st.just(max_size // 4))
+    large = st.tuples(st.text(min_size=1, max_size=16), sizes).map(
+        lambda t: (t[0] * (t[1] // len(t[0]) + 1))[: t[1]]
+    )
+    return st.one_of(small, large)
+
+
+def cut(data: bytes, points: List[int]) -> List[bytes]:
+    edges = sorted({0, len(data), *(p % (len(data) + 1) for p in points)})
+    return [data[a:b] for a, b in zip(edges, edges[1:])]
+
+
+def normalise(events: List[wscore.Event]) -> List[object]:
+    """Merge consecutive fragments (their boundaries depend on the cuts)."""
+    out: List[object] = []
+    pending: List[object] = []
+    for event in events:
+        if isinstance(event, Fragment):
+            pending.append(event.data)
+            if event.final:
+                out.append(("message", pending[0][:0].join(pending)))  # type: ignore[index]
+                pending = []
+        elif isinstance(event, Message):
+            out.append(("message", event.data))
+        elif isinstance(event, Closed):
+            out.append(("closed", event.code, type(event.error)))
+        else:
+            out.append(event)
+    if pending:
+        out.append(("partial", pending[0][:0].join(pending)))  # type: ignore[index]
+    return out
+
+
+message = st.one_of(big_binary(70000), big_text(70000))
+
+
+def build_client_stream(compression: object, items: List[object]) -> tuple[Pair, bytes]:
+    config = Config(compression=compression, max_size=None)  # type: ignore[arg-type]
+    pair = Pair(config)
+    for item in items:
+        kind, value = item  # type: ignore[misc]
+        if kind == "msg":
+            pair.client.send(value)
+        elif kind == "frag":
+            pair.client.send_fragments(value)
+        elif kind == "ping":
+            pair.client.ping(value)
+        elif kind == "close":
+            pair.client.close(1000, value)
+            break
+    return pair, pair.client.data_to_send()
+
+
+item = st.one_of(
+    st.tuples(st.just("msg"), message),
+    st.tuples(st.just("frag"), st.lists(st.binary(max_size=2000), min_size=1, max_size=5)),
+    st.tuples(st.just("frag"), st.lists(st.text(max_size=500), min_size=1, max_size=5)),
+    st.tuples(st.just("ping"), st.binary(max_size=125)),
+    st.tuples(st.just("close"), st.text(max_size=20)),
+)
+
+
+@SETTINGS
+@given(
+    compression=st.sampled_from(["deflate", None]),
+    streaming=st.booleans(),
+    items=st.lists(item, max_size=6, unique_by=lambda i: i[1] if i[0] == "ping" else id(i)),
+    points=st.lists(st.integers(min_value=0), max_size=20),
+)
+def test_cutting_does_not_change_events(compression, streaming, items, points):
+    pair, data = build_client_stream(compression, items)
+    server_config = Config(compression=compression, max_size=None, streaming=streaming)
+    # Replay the client's frames into fresh servers, whole and in pieces.
+    whole = replay(pair, server_config, [data])
+    assert replay(pair, server_config, cut(data, points)) == whole
+    stop = next((n for n, i in enumerate(items) if i[0] == "close"), len(items))
+    sent = [i for i in items[:stop] if i[0] in ("msg", "frag")]
+    received = [e for e in whole if isinstance(e, tuple) and e[0] == "message"]
+    expected = [("message", i[1] if i[0] == "msg" else i[1][0][:0].join(i[1])) for i in sent]
+    assert received == expected
+    if stop < len(items):
+        assert whole[-1] == ("closed", 1000, type(None))
+
+
+def replay(pair: Pair, server_config: Config, pieces: List[bytes]) -> List[object]:
+    """Feed a fresh server the handshake of ``pair`` and then ``pieces``."""
+    request = pair.handshake
+    server = wscore.ServerConnection(server_config)
+    server.receive_data(request)
+    server.events()
+    server.accept()
+    events: List[wscore.Event] = []
+    for piece in pieces:
+        if piece:  # b"" would mean EOF
+            server.receive_data(piece)
+            events += server.events()
+    return normalise(events)
+
+
+@SETTINGS
+@given(
+    compression=st.sampled_from(["deflate", None]),
+    no_context=st.booleans(),
+    messages=st.lists(
+        st.tuples(
+            st.one_of(big_binary(3 * 2**20), big_text(2**20)),
+            st.lists(st.integers(min_value=1, max_value=2**20), max_size=4),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_round_trip(compression, no_context, messages):
+    options = (
+        {"client_no_context_takeover": True, "server_no_context_takeover": True}
+        if no_context
+        else {}
+    )
+    config = Config(compression=compression, max_size=None, deflate_options=options)
+    pair = Pair(config, config)
+    for data, sizes in messages:
+        # Split into fragments at the given sizes (the rest goes in the last one).
+        fragments, rest = [], data
+        for size in sizes:
+            if not rest:
+                break
+            fragments.append(rest[:size])
+            rest = rest[size:]
+        fragments.append(rest)
+        pair.client.send_fragments(fragments)
+        pair.to_server()
+        assert pair.server.events() == [Message(data)]
+        pair.server.send_fragments(fragments)
+        pair.to_client()
+        assert pair.client.events() == [Message(data)]
+
+
+@st.composite
+def plausible_frame(draw: st.DrawFn, masked: bool) -> bytes:
+    """A frame with a random but often valid header, and a random payload."""
+    first = draw(st.sampled_from([0x81, 0x82, 0x01, 0x02, 0x80, 0x00, 0x89, 0x8A, 0x88,
+                                  0xC1, 0xC2, 0x41, 0x40, 0x91, 0x83]))
+    payload = draw(st.one_of(st.binary(max_size=200),
+                             st.sampled_from([b"\x03\xe8", b"\xff" * 10, b"a" * 5000])))
+    length = draw(st.one_of(st.just(len(payload)), st.integers(0, 2**63 - 1)))
+    mask_bit = 0x80 if draw(st.booleans()) == masked or draw(st.booleans()) else 0
+    if length <= 125:
+        header = bytes([first, mask_bit | length])
+    elif length <= 0xFFFF:
+        header = bytes([first, mask_bit | 126]) + length.to_bytes(2, "big")
+    else:
+        header = bytes([first, mask_bit | 127]) + length.to_bytes(8, "big")
+    if mask_bit:
+        header += draw(st.binary(min_size=4, max_size=4))
+    return header + payload
+
+
+ALLOWED = tuple(getattr(wscore.errors, name) for name in wscore.errors.__all__)
+
+
+@SETTINGS
+@given(
+    compression=st.sampled_from(["deflate", None]),
+    streaming=st.booleans(),
+    side=st.sampled_from(["client", "server"]),
+    data=st.data(),
+)
+def test_garbage_after_handshake(compression, streaming, side, data):
+    chunk = st.one_of(st.binary(min_size=1, max_size=3000),
+                      plausible_frame(masked=side == "server"))
+    garbage = data.draw(st.lists(chunk, min_size=1, max_size=8))
+    max_size = 4096
+    config = Config(compression=compression, max_size=max_size, streaming=streaming)
+    pair = Pair(config, config)
+    conn = getattr(pair, side)
+    limit = 5000 + 3000 + 14  # at most a chunk, a control frame and a header wait
+    for chunk in garbage:
+        try:
+            conn.receive_data(chunk)
+            conn.events()
+            conn.data_to_send()
+        except ALLOWED:
+            pass
+        if conn.state is State.CLOSED:
+            break
+        framer = conn._framer
+        assert len(framer._frame_decoder.buffer) <= limit
+        assert sum(len(p) for p in conn._parts) <= max_size
+    conn.receive_data(b"")
+    events = conn.events()
+    if conn.state is State.CLOSED and events:
+        assert isinstance(events[-1], Closed)
+    assert conn.state is State.CLOSED
+
+
+@SETTINGS
+@given(data=st.binary(max_size=2000), points=st.lists(st.integers(min_value=0), max_size=10))
+def test_garbage_handshake_server(data, points):
+    server = wscore.ServerConnection(Config(max_request_size=1024))
+    for piece in cut(data, points):
+        try:
+            server.receive_data(piece)
+        except ALLOWED:
+            pass
+    events = server.events()
+    server.receive_data(b"")
+    events += server.events()
+    assert server.state in (State.CLOSED, State.CONNECTING)
+    assert all(isinstance(e, (wscore.RequestReceived, Closed)) for e in events)
+
+
+@SETTINGS
+@given(data=st.binary(max_size=2000), points=st.lists(st.integers(min_value=0), max_size=10))
+def test_garbage_handshake_client(data, points):
+    client = wscore.ClientConnection("ws://x/")
+    for piece in cut(data, points):
+        client.receive_data(piece)
+    client.receive_data(b"")
+    events = client.events()
+    assert client.state is State.CLOSED
+    assert isinstance(events[-1], Closed)
