@@ -681,22 +681,22 @@ def test_recv_timeout_loses_nothing(run: Any) -> None:
 def test_close_frame_survives_a_peer_still_sending(run: Any) -> None:
     """After 1009 the server keeps reading until the peer hangs up: no reset eats the close."""
 
+    size = 4 * MiB
+
+    async def pour(writer: Any) -> None:
+        try:
+            for _ in range(size // 65536):
+                writer.write(b"\x00" * 65536)
+                await writer.drain()
+        except OSError:
+            pass
+
     async def main() -> None:
         async with serve(echo, "127.0.0.1", 0, max_size=1000, compression=None) as server:
             for _ in range(5):
                 reader, writer = await _raw_handshake(server.port)
-                size = 4 * MiB
                 writer.write(b"\x82\xff" + struct.pack("!Q", size) + b"\x00\x00\x00\x00")
-
-                async def pour() -> None:
-                    try:
-                        for _ in range(size // 65536):
-                            writer.write(b"\x00" * 65536)
-                            await writer.drain()
-                    except OSError:
-                        pass
-
-                task = asyncio.ensure_future(pour())
+                task = asyncio.ensure_future(pour(writer))
                 opcode, payload = await _read_frame(reader)
                 assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1009
                 assert await asyncio.wait_for(reader.read(), 5) == b""

@@ -5,7 +5,9 @@ Bytes flow ``data_received`` -> ``core.receive_data`` -> events -> one
 pauses when it holds ``max_queue`` messages and resumes when ``recv`` catches up.
 ``send`` waits while the transport's write buffer is above ``write_limit``. One
 timer handle per connection follows ``core.next_deadline()``, rescheduled only
-when that deadline moves.
+when that deadline moves. Once the core reports ``Closed`` the transport closes:
+at once on a server after a clean closing handshake, after the server's FIN on a
+client, and after a half-close and a short linger when the connection failed.
 
 The core's clock is ``time.monotonic`` rather than ``loop.time``: uvloop's clock
 has millisecond resolution, which would report a localhost ping latency as 0.
