@@ -199,6 +199,14 @@ class _Connection:
         self._out: List[Union[bytes, bytearray]] = []
         self._out_size = 0
         self._events: List[Event] = []
+        #: The most message events (``Message`` or ``Fragment``) to parse ahead of
+        #: the caller: past it the remaining bytes stay buffered, unparsed, until
+        #: :meth:`events` is called again (see :attr:`more_buffered`). ``None``
+        #: parses everything received. Bounds memory when a small read inflates
+        #: into many large messages (permessage-deflate).
+        self.max_pending_messages: Optional[int] = None
+        self._pending_messages = 0
+        self._stalled = False
         self._framer: Optional[Framer] = None
         self._deflate: Optional[BoundedDeflate] = None
         self._parts: List[Data] = []
@@ -225,11 +233,27 @@ class _Connection:
         # CLOSED: whatever comes after the end is ignored.
 
     def events(self) -> List[Event]:
-        """The events since the last call, oldest first."""
+        """The events since the last call, oldest first.
+
+        With :attr:`max_pending_messages` set, parsing that stopped at the limit
+        goes on here (up to the limit again) before the events are returned.
+        """
+        if self._stalled and self.state is not State.CLOSED:
+            self._parse()
         events = self._events
         if events:
             self._events = []
+            self._pending_messages = 0
         return events
+
+    @property
+    def more_buffered(self) -> bool:
+        """True if parsing stopped at :attr:`max_pending_messages` with data left.
+
+        Call :meth:`events` again once there is room: it parses on. Until then
+        the caller should stop reading its socket, so that TCP pushes back.
+        """
+        return self._stalled
 
     def data_to_send(self) -> bytes:
         """Everything waiting to be written to the peer, as one ``bytes``; then empty."""
@@ -415,6 +439,7 @@ class _Connection:
 
     def _set_closed(self, code: int, reason: str, error: Optional[BaseException]) -> None:
         self.state = State.CLOSED
+        self._stalled = False
         self.close_code = code
         self.close_reason = reason
         self.close_error = error
@@ -440,9 +465,16 @@ class _Connection:
         framer = self._framer
         assert framer is not None
         framer.receive_bytes(data)
+        self._parse()
+
+    def _parse(self) -> None:
+        framer = self._framer
+        assert framer is not None
         events = self._events
         parts = self._parts
         streaming = self.config.streaming
+        limit = self.max_pending_messages
+        self._stalled = False
         try:
             for frame in framer.received_frames():
                 opcode = frame.opcode
@@ -451,14 +483,20 @@ class _Connection:
                     if streaming:
                         if payload or frame.message_finished:
                             events.append(Fragment(payload, frame.message_finished))  # type: ignore[arg-type]
+                            self._pending_messages += 1
                     elif frame.message_finished:
                         if parts:
                             parts.append(payload)  # type: ignore[arg-type]
                             payload = ("" if opcode is _TEXT else b"").join(parts)  # type: ignore[arg-type]
                             parts.clear()
                         events.append(Message(payload))  # type: ignore[arg-type]
+                        self._pending_messages += 1
                     else:
                         parts.append(payload)  # type: ignore[arg-type]
+                        continue
+                    if limit is not None and self._pending_messages >= limit:
+                        self._stalled = True  # the rest stays in wsproto's buffer
+                        return
                 elif opcode is _PING:
                     payload = bytes(frame.payload)  # type: ignore[arg-type]
                     if self.state is State.OPEN:

@@ -248,6 +248,8 @@ class Connection:
         try:
             while True:
                 with self._lock:
+                    if not self._messages and self._core.more_buffered:
+                        self._process()  # parse what stopped at max_queue
                     if self._messages:
                         item = self._messages.popleft()
                         if self._reader == _SELECTOR and not self._interest:
@@ -482,7 +484,9 @@ class Connection:
     def _update_interest(self) -> None:
         interest = 0
         if self._lingering or (
-            self._closed is None and (len(self._messages) < self._max_queue or self._draining)
+            self._closed is None
+            and not self._core.more_buffered
+            and (len(self._messages) < self._max_queue or self._draining)
         ):
             interest = EVENT_READ
         if self._pending:
@@ -494,6 +498,10 @@ class Connection:
     def _read_some(self) -> None:
         core = self._core
         sock = self.sock
+        if core.more_buffered:
+            self._process()
+            if core.more_buffered:
+                return
         if self._lingering:
             for _ in range(16):
                 try:
@@ -514,10 +522,12 @@ class Connection:
                 break
             except OSError:
                 data = b""
+            self._set_room()
             core.receive_data(data)
             self._dispatch()
             if (
                 not data
+                or core.more_buffered
                 or self._closed is not None
                 or len(self._messages) >= self._max_queue
                 or (
@@ -532,8 +542,16 @@ class Connection:
         self._dispatch()
         self._after_events()
 
+    def _set_room(self) -> None:
+        """Let the core parse ahead only as many messages as the queue can take."""
+        self._core.max_pending_messages = (
+            None if self._draining else max(1, self._max_queue - len(self._messages))
+        )
+
     def _dispatch(self) -> None:
-        events = self._core.events()
+        core = self._core
+        self._set_room()
+        events = core.events()
         if not events:
             return
         messages = self._messages
