@@ -190,17 +190,14 @@ class _Decoder(FrameDecoder):
         return True
 
     def process_buffer(self) -> Optional[Frame]:
+        # No check here: uncompressed payloads were checked at the header and
+        # compressed ones while inflating (BoundedDeflate), before they were buffered.
         frame = super().process_buffer()
         if frame is not None and not frame.opcode.iscontrol():
             if frame.message_finished and frame.frame_finished:
                 self.message_size = 0
             else:
                 self.message_size += len(frame.payload)
-                if self.max_size is not None and self.message_size > self.max_size:
-                    raise ParseFailed(
-                        f"message exceeds max_size ({self.max_size} bytes)",
-                        CloseReason.MESSAGE_TOO_BIG,
-                    )
         return frame
 
 
