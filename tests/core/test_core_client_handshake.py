@@ -246,6 +246,16 @@ def test_deflate_negotiated_client():
             None,
             "invalid deflate parameters",
         ),
+        (
+            ("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=16",),
+            None,
+            "invalid extension",
+        ),
+        (
+            ("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=+10",),
+            None,
+            "invalid extension",
+        ),
     ],
 )
 def test_bad_101(extra, accept, problem):
@@ -393,3 +403,13 @@ def test_client_close_while_connecting():
     assert event.code == 1006 and event.error is None
     client.receive_data(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
     assert client.events() == []
+
+
+def test_frames_in_the_same_chunk_as_101():
+    client = ClientConnection("ws://x/")
+    client.receive_data(
+        response_101(client) + frame(0x1, b"first", mask=None) + frame(0x8, b"\x03\xe8", mask=None)
+    )
+    events = client.events()
+    assert [type(e).__name__ for e in events] == ["Opened", "Message", "Closed"]
+    assert events[1] == wscore.Message("first") and events[2].code == 1000

@@ -454,3 +454,13 @@ def test_compressed_continuation_frames_not_counted_as_inflated():
     pair = Pair(server_config=Config(max_size=1000))
     pair.server.receive_data(frame(0x2, head, rsv=4, fin=False) + frame(0x0, rest[:-4]))
     assert pair.server.events() == [Message(b"a" * 800 + tail)]
+
+
+def test_invalid_compressed_data_at_the_end():
+    # A stored block whose LEN is complete but whose NLEN comes from the trailer
+    # (00 00 ff ff) that the receiver appends: the error shows at the end.
+    pair = Pair()
+    pair.server.receive_data(frame(0x2, b"\x00\x01\x00", rsv=4))
+    event = closed(pair.server.events())
+    assert event.code == 1007
+    assert "invalid compressed data at the end of a message" in str(event.error)

@@ -196,6 +196,7 @@ def test_deflate_first_acceptable_offer_wins():
         "permessage-deflate; server_max_window_bits=16",
         "permessage-deflate; server_max_window_bits=7",
         "permessage-deflate; client_max_window_bits=abc",
+        "permessage-deflate; client_max_window_bits=+10",
         "permessage-deflate; server_no_context_takeover=1",
         "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
         "x-webkit-deflate-frame",
@@ -525,3 +526,15 @@ def test_deflate_client_window_offered_uses_config():
         handshake_request(ext("permessage-deflate; client_max_window_bits")), config
     )
     assert "client_max_window_bits=10" in headers["sec-websocket-extensions"]
+
+
+@pytest.mark.parametrize("status", [204, 404])
+def test_respond_without_body(status):
+    server = server_with(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    server.events()
+    server.respond(status)
+    data = server.data_to_send()
+    code, headers, body = parse_response(data)
+    assert code == status and body == b""
+    if status != 204:
+        assert headers["content-length"] == "0"
