@@ -147,3 +147,17 @@ def test_websockets_client_our_server(run: Any) -> None:
             assert ws.close_code == 1000
 
     run(main())
+
+
+def test_reconnect_stops_on_certificate_error(run: Any, tls_contexts: Any) -> None:
+    import ssl
+
+    server_ctx, _ = tls_contexts
+
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0, ssl=server_ctx) as server:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                async for _ in connect(uri(server, scheme="wss"), **FAST):
+                    pass  # pragma: no cover - never connects
+
+    run(main())

@@ -57,7 +57,7 @@ def _retryable(exc: BaseException) -> bool:
     """Whether reconnecting may help: network errors, timeouts, 5xx; not 4xx or bad URIs."""
     if isinstance(exc, InvalidStatus):
         return exc.status >= 500
-    if isinstance(exc, InvalidHeader):
+    if isinstance(exc, (InvalidHeader, ssl_module.SSLCertVerificationError)):
         return False
     return isinstance(exc, (OSError, asyncio.TimeoutError, TimeoutError, InvalidHandshake))
 
@@ -65,13 +65,24 @@ def _retryable(exc: BaseException) -> bool:
 class connect:
     """Open a client connection: ``async with connect(uri) as ws:`` or ``await connect(uri)``.
 
-    ``async for ws in connect(uri):`` reconnects with exponential backoff and
-    jitter (``backoff_initial``, ``backoff_factor``, ``backoff_max``) when the
-    connection is refused or lost, and stops on errors that retrying cannot fix
-    (4xx answers, invalid URIs or headers). A non-101 answer raises
+    ``async for ws in connect(uri):`` yields a new connection each time the body
+    moves on, retrying with exponential backoff and jitter (``backoff_initial``,
+    ``backoff_factor``, ``backoff_max``) while connecting fails (refused, timeouts,
+    5xx); it stops on errors that retrying cannot fix (4xx answers, invalid URIs,
+    headers or certificates)::
+
+        async for ws in connect(uri):
+            try:
+                async for message in ws:
+                    ...
+            except ConnectionClosed:
+                continue  # lost: connect again
+
+    A non-101 answer raises
     :class:`wscore.InvalidStatus`. ``ssl`` is an ``ssl.SSLContext`` (the default
     for ``wss://`` checks certificates); ``unix_path`` connects to a unix socket,
-    ``sock`` uses an already connected socket (the URI still gives the path and Host).
+    ``sock`` uses an already connected socket (the URI still gives the path and Host;
+    not for the reconnecting form).
     """
 
     def __init__(
