@@ -236,9 +236,15 @@ class _Connection:
         """The events since the last call, oldest first.
 
         With :attr:`max_pending_messages` set, parsing that stopped at the limit
-        goes on here (up to the limit again) before the events are returned.
+        goes on here, up to the limit, once the events parsed so far were taken:
+        one call never returns more than ``max_pending_messages`` messages.
         """
-        if self._stalled and self.state is not State.CLOSED:
+        limit = self.max_pending_messages
+        if (
+            self._stalled
+            and self.state is not State.CLOSED
+            and (limit is None or self._pending_messages < limit)
+        ):
             self._parse()
         events = self._events
         if events:
@@ -465,7 +471,11 @@ class _Connection:
         framer = self._framer
         assert framer is not None
         framer.receive_bytes(data)
-        self._parse()
+        limit = self.max_pending_messages
+        if limit is None or self._pending_messages < limit:
+            self._parse()
+        else:  # the caller has not taken the messages parsed so far
+            self._stalled = True
 
     def _parse(self) -> None:
         framer = self._framer
@@ -495,7 +505,8 @@ class _Connection:
                         parts.append(payload)  # type: ignore[arg-type]
                         continue
                     if limit is not None and self._pending_messages >= limit:
-                        self._stalled = True  # the rest stays in wsproto's buffer
+                        # The rest stays in wsproto's buffer, if there is a rest.
+                        self._stalled = framer.buffered > 0
                         return
                 elif opcode is _PING:
                     payload = bytes(frame.payload)  # type: ignore[arg-type]

@@ -213,6 +213,11 @@ class Framer(FrameProtocol):
         super().__init__(client, extensions)
         self._frame_decoder = _Decoder(client, self.extensions, max_size)
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not parsed yet."""
+        return len(self._frame_decoder.buffer)
+
     def _process_close(self, frame: Frame) -> Frame:
         payload = frame.payload
         if isinstance(payload, (bytes, bytearray)) and payload[:2] == b"\x03\xf6":
