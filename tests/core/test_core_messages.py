@@ -16,6 +16,7 @@ from wscore import (
     LocalProtocolError,
     Message,
     PayloadTooBig,
+    Ping,
     RemoteProtocolError,
     State,
 )
@@ -464,3 +465,64 @@ def test_invalid_compressed_data_at_the_end():
     event = closed(pair.server.events())
     assert event.code == 1007
     assert "invalid compressed data at the end of a message" in str(event.error)
+
+
+# -- max_pending_messages ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_max_pending_messages(streaming):
+    pair = Pair(server_config=Config(streaming=streaming))
+    pair.server.max_pending_messages = 2
+    for i in range(5):
+        pair.client.send(f"m{i}")
+    pair.client.ping(b"p")
+    pair.to_server()
+    assert pair.server.more_buffered
+    kind = (lambda d: Fragment(d, True)) if streaming else Message
+    assert pair.server.events() == [kind("m0"), kind("m1")]
+    assert pair.server.more_buffered
+    assert pair.server.events() == [kind("m2"), kind("m3")]
+    assert pair.server.events() == [kind("m4")] + [Ping(b"p")]
+    assert not pair.server.more_buffered
+    assert pair.server.events() == []
+
+
+def test_max_pending_messages_resumes_on_new_data():
+    pair = Pair()
+    pair.server.max_pending_messages = 1
+    pair.client.send(b"a")
+    pair.client.send(b"b")
+    pair.to_server()
+    pair.client.send(b"c")
+    pair.to_server()  # buffered only: "a" was not taken yet
+    assert pair.server.more_buffered
+    assert pair.server.events() == [Message(b"a")]
+    assert pair.server.events() == [Message(b"b")]
+    assert pair.server.events() == [Message(b"c")]
+    assert not pair.server.more_buffered
+
+
+def test_max_pending_messages_then_close():
+    pair = Pair()
+    pair.server.max_pending_messages = 1
+    pair.client.send(b"a")
+    pair.client.send(b"b")
+    pair.client.close()
+    pair.to_server()
+    assert pair.server.events() == [Message(b"a")]
+    assert pair.server.events() == [Message(b"b")]
+    assert pair.server.more_buffered
+    assert pair.server.events() == [Closed(1000)]
+    assert not pair.server.more_buffered and pair.server.state is State.CLOSED
+
+
+def test_max_pending_messages_eof_while_stalled():
+    pair = Pair()
+    pair.server.max_pending_messages = 1
+    pair.client.send(b"a")
+    pair.client.send(b"b")
+    pair.to_server()
+    pair.server.receive_data(b"")
+    assert not pair.server.more_buffered
+    assert pair.server.events() == [Message(b"a"), Closed(1006)]
