@@ -266,9 +266,7 @@ class _Connection:
         out = self._out
         if not out:
             return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        if type(data) is not bytes:
-            data = bytes(data)
+        data = b"".join(out)  # no copy for a single bytes object
         self._out = []
         self._out_size = 0
         return data
@@ -417,9 +415,8 @@ class _Connection:
     # -- internals ------------------------------------------------------------
 
     def _write(self, data: Union[bytes, bytearray]) -> None:
-        if data:
-            self._out.append(data)
-            self._out_size += len(data)
+        self._out.append(data)
+        self._out_size += len(data)
 
     def _cannot(self, what: str) -> InvalidState:
         if self.state is State.CONNECTING:
@@ -515,7 +512,7 @@ class _Connection:
                     events.append(Ping(payload))
                 elif opcode is _PONG:
                     events.append(self._receive_pong(bytes(frame.payload)))  # type: ignore[arg-type]
-                elif opcode is _CLOSE:
+                else:  # _CLOSE (continuation frames come out as _TEXT or _BINARY)
                     code, reason = frame.payload  # type: ignore[str-unpack]
                     self._receive_close(int(code), str(reason))
                     return
@@ -532,18 +529,15 @@ class _Connection:
         pings = self._pings
         if payload not in pings:
             return Pong(payload)
-        now = self._clock()
-        acknowledged = []
-        for key in list(pings):
-            sent = pings.pop(key)
-            acknowledged.append(key)
-            if key == self._keepalive:
-                self._keepalive = None
-                self._pong_deadline = None
-            if key == payload:
-                self.latency = now - sent
-                break
-        return Pong(payload, tuple(acknowledged), self.latency)
+        keys = list(pings)
+        acknowledged = tuple(keys[: keys.index(payload) + 1])  # a pong answers earlier pings
+        self.latency = self._clock() - pings[payload]
+        for key in acknowledged:
+            del pings[key]
+        if self._keepalive in acknowledged:
+            self._keepalive = None
+            self._pong_deadline = None
+        return Pong(payload, acknowledged, self.latency)
 
     def _receive_close(self, code: int, reason: str) -> None:
         if self.state is State.OPEN:
@@ -905,7 +899,7 @@ class ClientConnection(_Connection):
     def _receive_handshake(self, data: bytes) -> None:
         conn = self._h11
         conn.receive_data(data)
-        while self.state is State.CONNECTING:
+        while True:  # every branch that ends the handshake returns
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -941,7 +935,7 @@ class ClientConnection(_Connection):
                 room = self.config.max_body_size - len(rejection.body)
                 if room > 0:
                     rejection.body += bytes(event.data[:room])
-            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+            else:  # h11.EndOfMessage or h11.ConnectionClosed
                 self._rejected()
                 return
 
