@@ -208,7 +208,9 @@ def test_opened_byte_by_byte_with_frames_after():
 
 def test_informational_responses_ignored():
     client = ClientConnection("ws://x/")
-    client.receive_data(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+    client.receive_data(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    )
     assert client.events() == [] and client.state is State.CONNECTING
     client.receive_data(response_101(client))
     assert isinstance(client.events()[0], Opened)
@@ -288,7 +290,8 @@ def test_deflate_answer_when_not_offered():
 def test_missing_upgrade_headers(lines, problem):
     client = ClientConnection("ws://x/")
     token = accept_token(key_of(client))
-    head = "\r\n".join(["HTTP/1.1 101 Switching Protocols", *lines, f"Sec-WebSocket-Accept: {token}"])
+    status = "HTTP/1.1 101 Switching Protocols"
+    head = "\r\n".join([status, *lines, f"Sec-WebSocket-Accept: {token}"])
     client.receive_data((head + "\r\n\r\n").encode())
     event = closed(client.events())
     assert isinstance(event.error, InvalidHeader) and problem in str(event.error)

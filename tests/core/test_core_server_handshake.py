@@ -325,7 +325,9 @@ def test_missing_upgrade_is_plain_http():
 
 
 def test_upgrade_to_something_else_is_plain_http():
-    server = server_with(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+    server = server_with(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+    )
     (event,) = server.events()
     assert not event.request.is_websocket
 
@@ -400,7 +402,8 @@ def test_too_many_headers():
 
 def test_too_many_headers_plain_http():
     extra = "".join(f"X-H{i}: v\r\n" for i in range(10)).encode()
-    status, _, _, _ = refused(b"GET / HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n", Config(max_headers=5))
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n"
+    status, _, _, _ = refused(request, Config(max_headers=5))
     assert status == 431
 
 
