@@ -119,7 +119,13 @@ class Connection(asyncio.Protocol):
         self._process()
 
     def data_received(self, data: bytes) -> None:
-        self.core.receive_data(data)
+        core = self.core
+        if not self._keep_reading:
+            # Parse no more messages than the queue has room for: a small read may
+            # inflate into many large messages; the rest waits, compressed, in the core.
+            room = self._max_queue - len(self._queue)
+            core.max_pending_messages = room if room > 0 else 1
+        core.receive_data(data)
         self._process()
 
     def eof_received(self) -> Optional[bool]:
@@ -177,7 +183,7 @@ class Connection(asyncio.Protocol):
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
                 if (
-                    len(queue) >= self._max_queue
+                    (len(queue) >= self._max_queue or core.more_buffered)
                     and not self._paused_reading
                     and not self._keep_reading
                     and self._transport is not None
@@ -326,10 +332,23 @@ class Connection(asyncio.Protocol):
         queue = self._queue
         item = queue.popleft()
         if self._paused_reading and len(queue) <= self._low_queue:
+            self._refill()
+        return item
+
+    def _refill(self) -> None:
+        """The queue has room again: parse what the core held back, then read again."""
+        core = self.core
+        if core.more_buffered:
+            core.max_pending_messages = self._max_queue - len(self._queue) or 1
+            self._process()  # events() parses on
+        if (
+            self._paused_reading
+            and not core.more_buffered
+            and len(self._queue) <= self._low_queue
+        ):
             self._paused_reading = False
             if self._transport is not None and not self._lost:
                 self._transport.resume_reading()
-        return item
 
     async def _recv_item(self, deadline: Optional[float] = None) -> Any:
         if not self._queue:
@@ -518,6 +537,7 @@ class Connection(asyncio.Protocol):
             self._local_close = (code, reason)
             self._close_started = CLOCK()
             self._keep_reading = True
+            core.max_pending_messages = None  # the peer's close may sit behind messages
             if self._paused_reading and self._transport is not None and not self._lost:
                 self._paused_reading = False
                 self._transport.resume_reading()
