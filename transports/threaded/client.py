@@ -51,6 +51,8 @@ def connect(
         extra_headers = list(extra_headers.items())
     config, topts = split_options(options)
     wsuri = wscore.parse_uri(uri)
+    if ssl is not None and not wsuri.secure:
+        raise ValueError("connect() got an ssl context for a ws:// URI: use wss://")
     timeout = config.open_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
     if sock is None:
@@ -61,7 +63,7 @@ def connect(
         else:
             sock = socket.create_connection((wsuri.host, wsuri.port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if wsuri.secure or ssl is not None:
+    if wsuri.secure:
         context = ssl if ssl is not None else ssl_module.create_default_context()
         sock.settimeout(timeout)
         sock = context.wrap_socket(sock, server_hostname=server_hostname or wsuri.host)
