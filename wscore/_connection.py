@@ -482,29 +482,32 @@ class _Connection:
         streaming = self.config.streaming
         limit = self.max_pending_messages
         self._stalled = False
+        append = events.append
+        message = Message
         try:
             for frame in framer.received_frames():
                 opcode = frame.opcode
                 if opcode is _TEXT or opcode is _BINARY:
                     payload = frame.payload
                     if streaming:
-                        if payload or frame.message_finished:
-                            events.append(Fragment(payload, frame.message_finished))  # type: ignore[arg-type]
-                            self._pending_messages += 1
+                        if not (payload or frame.message_finished):
+                            continue
+                        append(Fragment(payload, frame.message_finished))  # type: ignore[arg-type]
                     elif frame.message_finished:
                         if parts:
                             parts.append(payload)  # type: ignore[arg-type]
                             payload = ("" if opcode is _TEXT else b"").join(parts)  # type: ignore[arg-type]
                             parts.clear()
-                        events.append(Message(payload))  # type: ignore[arg-type]
-                        self._pending_messages += 1
+                        append(message(payload))  # type: ignore[arg-type]
                     else:
                         parts.append(payload)  # type: ignore[arg-type]
                         continue
-                    if limit is not None and self._pending_messages >= limit:
-                        # The rest stays in wsproto's buffer, if there is a rest.
-                        self._stalled = framer.buffered > 0
-                        return
+                    if limit is not None:
+                        self._pending_messages += 1
+                        if self._pending_messages >= limit:
+                            # The rest stays in wsproto's buffer, if there is a rest.
+                            self._stalled = framer.buffered > 0
+                            return
                 elif opcode is _PING:
                     payload = bytes(frame.payload)  # type: ignore[arg-type]
                     if self.state is State.OPEN:
@@ -624,8 +627,7 @@ class ServerConnection(_Connection):
         if _head_size(event) > self.config.max_request_size:
             self._refuse(
                 431,
-                f"request head larger than max_request_size "
-                f"({self.config.max_request_size} bytes)",
+                f"request head larger than max_request_size ({self.config.max_request_size} bytes)",
             )
             return
         if len(headers) > self.config.max_headers:

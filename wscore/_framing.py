@@ -29,7 +29,6 @@ from wsproto.frame_protocol import (
     Opcode,
     ParseFailed,
     RsvBits,
-    XorMaskerSimple,
 )
 
 __all__ = ["BoundedDeflate", "Framer", "mask", "SPEEDUPS"]
@@ -153,53 +152,110 @@ class BoundedDeflate(PerMessageDeflate):
         return result
 
 
+_CONTINUATION, _TEXT, _BINARY = Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY
+
+
 class _Decoder(FrameDecoder):
-    """wsproto's frame decoder with the size limit and the fast masker."""
+    """wsproto's frame decoder with the size limit and the fast masker.
+
+    Everything happens once per frame, at the header (``process_buffer`` runs for
+    every piece of a frame and stays wsproto's own).
+    """
 
     def __init__(self, client: bool, extensions: list[Extension], max_size: Optional[int]):
         super().__init__(client, extensions)
         self.max_size = max_size
-        self.message_size = 0  # payload bytes of the current message so far
+        self.message_size = 0  # payload bytes announced by the current message's headers
         self.compressed = False  # whether the current message is compressed (RSV1)
 
     def parse_header(self) -> bool:
         if not super().parse_header():
             return False
+        if not self.client:  # frames to a server are masked (wsproto checked)
+            self.masker = _Masker(bytes(self.masker._masking_key))  # type: ignore[union-attr,assignment]
+        limit = self.max_size
+        if limit is None:
+            return True
         header = self.header
         assert header is not None
-        if isinstance(self.masker, XorMaskerSimple):
-            self.masker = _Masker(bytes(self.masker._masking_key))  # type: ignore[assignment]
         opcode = header.opcode
-        if opcode.iscontrol():
-            return True
-        if opcode is not Opcode.CONTINUATION:
+        if opcode is _CONTINUATION:
+            size = self.message_size + header.payload_len
+        elif opcode is _TEXT or opcode is _BINARY:
             # Only the first frame of a message carries RSV1; its continuation
             # frames carry compressed data too, with compressed lengths.
             self.compressed = header.rsv.rsv1
-        limit = self.max_size
-        if (
-            limit is not None
-            and not self.compressed  # compressed sizes are checked while inflating
-            and self.message_size + header.payload_len > limit
-        ):
+            size = header.payload_len
+        else:
+            return True  # a control frame: 125 bytes at most
+        if size > limit and not self.compressed:  # compressed: checked while inflating
             raise ParseFailed(
-                f"message of at least {self.message_size + header.payload_len} bytes "
-                f"exceeds max_size ({limit} bytes)",
+                f"message of at least {size} bytes exceeds max_size ({limit} bytes)",
                 CloseReason.MESSAGE_TOO_BIG,
             )
+        self.message_size = size
         return True
 
     def process_buffer(self) -> Optional[Frame]:
-        # No check here: uncompressed payloads were checked at the header and
-        # compressed ones while inflating (BoundedDeflate), before they were buffered.
-        frame = super().process_buffer()
-        if frame is not None and not frame.opcode.iscontrol():
-            if frame.message_finished and frame.frame_finished:
-                self.message_size = 0
-            else:
-                self.message_size += len(frame.payload)
-        return frame
+        if self.header is None:
+            fast = self._fast_frame()
+            if fast is not _SLOW:
+                return fast  # type: ignore[return-value]
+        return super().process_buffer()
 
+    def _fast_frame(self) -> object:
+        """Parse a whole, final, uncompressed text or binary frame already buffered.
+
+        The common case (one frame per message, arrived whole) skips wsproto's
+        general machinery; anything else returns ``_SLOW`` and takes wsproto's
+        path, which also raises every protocol error. The checks are wsproto's.
+        """
+        data = self.buffer.buffer
+        available = len(data)
+        if available < 2:
+            return None
+        opcode = _FAST_OPCODES.get(data[0])  # FIN set, RSV bits clear, text or binary
+        if opcode is None:
+            return _SLOW
+        for extension in self.extensions:
+            if getattr(extension, "_inbound_compressed", True) is not None:
+                return _SLOW  # in the middle of a compressed message
+        second = data[1]
+        masked = second & 0x80
+        if bool(masked) == self.client:
+            return _SLOW
+        length = second & 0x7F
+        start = 2
+        if length == 126:
+            if available < 4:
+                return _SLOW
+            length = (data[2] << 8) | data[3]
+            if length <= 125:
+                return _SLOW
+            start = 4
+        elif length == 127:
+            return _SLOW
+        end = start + (4 if masked else 0) + length
+        if available < end:
+            return _SLOW
+        limit = self.max_size
+        if limit is not None and length > limit:
+            raise ParseFailed(
+                f"message of at least {length} bytes exceeds max_size ({limit} bytes)",
+                CloseReason.MESSAGE_TOO_BIG,
+            )
+        if masked:
+            payload = mask(memoryview(data)[start + 4 : end], bytes(data[start : start + 4]))
+        else:
+            payload = bytes(data[start:end])
+        del data[:end]
+        self.message_size = length
+        self.compressed = False
+        return Frame(opcode, payload, True, True)
+
+
+_SLOW = object()
+_FAST_OPCODES = {0x81: Opcode.TEXT, 0x82: Opcode.BINARY}
 
 _HEAD = struct.Struct("!BB")
 _HEAD16 = struct.Struct("!BBH")
@@ -212,6 +268,36 @@ class Framer(FrameProtocol):
     def __init__(self, client: bool, extensions: list[Extension], max_size: Optional[int]):
         super().__init__(client, extensions)
         self._frame_decoder = _Decoder(client, self.extensions, max_size)
+        self._close_received = False
+
+    def next_frame(self) -> Optional[Frame]:
+        """The next frame, UTF-8 decoded for text, or ``None`` until more data comes.
+
+        What ``FrameProtocol.received_frames`` does, without its two generators.
+        Raises ``ParseFailed`` on a protocol error.
+        """
+        if self._close_received:
+            return None
+        frame = self._frame_decoder.process_buffer()
+        if frame is None:
+            return None
+        opcode = frame.opcode
+        if opcode & 0x08:  # control
+            if opcode is Opcode.CLOSE:
+                self._close_received = True
+                return self._process_close(frame)
+            return frame
+        decoder = self._message_decoder
+        if decoder.opcode is None and frame.frame_finished and frame.message_finished:
+            if opcode is Opcode.TEXT:
+                try:
+                    text = frame.payload.decode("utf-8")  # type: ignore[union-attr]
+                except UnicodeDecodeError as exc:
+                    raise ParseFailed(str(exc), CloseReason.INVALID_FRAME_PAYLOAD_DATA) from None
+                return Frame(opcode, text, True, True)
+            if opcode is Opcode.BINARY:
+                return frame
+        return decoder.process_frame(frame)
 
     @property
     def buffered(self) -> int:
