@@ -483,7 +483,7 @@ class _Connection:
         limit = self.max_pending_messages
         self._stalled = False
         append = events.append
-        message = Message
+        new_message = Message
         try:
             for frame in framer.received_frames():
                 opcode = frame.opcode
@@ -498,7 +498,7 @@ class _Connection:
                             parts.append(payload)  # type: ignore[arg-type]
                             payload = ("" if opcode is _TEXT else b"").join(parts)  # type: ignore[arg-type]
                             parts.clear()
-                        append(message(payload))  # type: ignore[arg-type]
+                        append(new_message(payload))  # type: ignore[arg-type]
                     else:
                         parts.append(payload)  # type: ignore[arg-type]
                         continue
