@@ -9,15 +9,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
 import pytest
+from threaded_support import HOST, echo, uri
 
 from transports.threaded import Server, connect, serve
-
-HOST = "127.0.0.1"
-
-
-def echo(ws: Any) -> None:
-    for message in ws:
-        ws.send(message)
 
 
 @pytest.fixture
@@ -41,10 +35,6 @@ def start_server() -> Iterator[Callable[..., Server]]:
 @pytest.fixture
 def echo_server(start_server: Callable[..., Server]) -> Server:
     return start_server(echo, max_size=2**25)
-
-
-def uri(server: Server, path: str = "/") -> str:
-    return f"ws://{HOST}:{server.port}{path}"
 
 
 @pytest.fixture

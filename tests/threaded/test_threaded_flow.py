@@ -11,7 +11,7 @@ import time
 from typing import Any, Callable, List
 
 import pytest
-from conftest import HOST, echo, uri
+from threaded_support import HOST, echo, uri
 
 from transports.threaded import (
     ConnectionClosed,

@@ -8,7 +8,7 @@ import threading
 from typing import Any, Callable
 
 import pytest
-from conftest import HOST, echo, uri
+from threaded_support import HOST, echo, uri
 
 import wscore
 from transports._common import demo_http

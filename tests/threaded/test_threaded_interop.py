@@ -7,7 +7,7 @@ import threading
 from typing import Any, Callable
 
 import pytest
-from conftest import HOST, uri
+from threaded_support import HOST, uri
 
 from transports.threaded import ConnectionClosedError, ConnectionClosedOK, Server, connect
 

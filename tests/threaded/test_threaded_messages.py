@@ -9,7 +9,7 @@ import time
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import echo
+from threaded_support import echo
 
 import wscore
 from transports.threaded import ConnectionClosedError, ConnectionClosedOK, Server

@@ -8,7 +8,7 @@ import time
 from typing import Any, Callable, List
 
 import pytest
-from conftest import echo
+from threaded_support import echo
 
 from transports.threaded import (
     ConnectionClosed,
