@@ -167,28 +167,33 @@ class _Decoder(FrameDecoder):
         self.max_size = max_size
         self.message_size = 0  # payload bytes announced by the current message's headers
         self.compressed = False  # whether the current message is compressed (RSV1)
+        self.in_message = False  # a fragmented message is in progress
 
     def parse_header(self) -> bool:
         if not super().parse_header():
             return False
         if not self.client:  # frames to a server are masked (wsproto checked)
             self.masker = _Masker(bytes(self.masker._masking_key))  # type: ignore[union-attr,assignment]
-        limit = self.max_size
-        if limit is None:
-            return True
         header = self.header
         assert header is not None
         opcode = header.opcode
         if opcode is _CONTINUATION:
             size = self.message_size + header.payload_len
         elif opcode is _TEXT or opcode is _BINARY:
+            if self.in_message and self.compressed:
+                # A new message inside a compressed one: wsproto would inflate it
+                # as part of the current message and fail with 1007, not 1002.
+                raise ParseFailed(f"expected CONTINUATION, got {opcode.name}")
             # Only the first frame of a message carries RSV1; its continuation
             # frames carry compressed data too, with compressed lengths.
             self.compressed = header.rsv.rsv1
             size = header.payload_len
         else:
             return True  # a control frame: 125 bytes at most
-        if size > limit and not self.compressed:  # compressed: checked while inflating
+        self.in_message = not header.fin
+        limit = self.max_size
+        if limit is not None and size > limit and not self.compressed:
+            # Compressed messages are checked while inflating.
             raise ParseFailed(
                 f"message of at least {size} bytes exceeds max_size ({limit} bytes)",
                 CloseReason.MESSAGE_TOO_BIG,
@@ -250,7 +255,7 @@ class _Decoder(FrameDecoder):
             payload = bytes(data[start:end])
         del data[:end]
         self.message_size = length
-        self.compressed = False
+        self.compressed = self.in_message = False
         return Frame(opcode, payload, True, True)
 
 
