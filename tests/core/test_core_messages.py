@@ -526,3 +526,50 @@ def test_max_pending_messages_eof_while_stalled():
     pair.server.receive_data(b"")
     assert not pair.server.more_buffered
     assert pair.server.events() == [Message(b"a"), Closed(1006)]
+
+
+# -- whole frames (the fast path) and frames in pieces ------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 200, 65535, 65536, 70000])
+@pytest.mark.parametrize("step", [1, 3, 4096])
+def test_frame_in_pieces(size, step):
+    pair = Pair(Config(compression=None), Config(compression=None))
+    data = frame(0x2, bytes(range(256)) * (size // 256) + bytes(size % 256))
+    if size > 5000 and step < 4096:
+        step = 997
+    events = []
+    for i in range(0, len(data), step):
+        pair.server.receive_data(data[i : i + step])
+        events += pair.server.events()
+    assert len(events) == 1 and events[0].data == data_payload(data)
+
+
+def data_payload(masked_frame: bytes) -> bytes:
+    """The payload of a frame built by ``frame()`` with its default mask."""
+    length = masked_frame[1] & 0x7F
+    start = 2 + {126: 2, 127: 8}.get(length, 0)
+    key, body = masked_frame[start : start + 4], masked_frame[start + 4 :]
+    return bytes(b ^ key[i % 4] for i, b in enumerate(body))
+
+
+def test_uncompressed_messages_with_deflate_negotiated():
+    # RFC 7692: RSV1 clear means this message is not compressed.
+    pair = Pair()
+    assert pair.server.extensions
+    pair.server.receive_data(frame(0x2, b"plain") + frame(0x1, b"text"))
+    assert pair.server.events() == [Message(b"plain"), Message("text")]
+    assert pair.send_to_server("a" * 1000) == [Message("a" * 1000)]  # compressed
+    pair.server.receive_data(frame(0x2, b"plain again"))
+    assert pair.server.events() == [Message(b"plain again")]
+    assert pair.send_to_server("b" * 1000) == [Message("b" * 1000)]
+
+
+def test_whole_frame_inside_fragmented_compressed_message():
+    pair = Pair()
+    pair.client.send("a" * 100, final=False)
+    pair.to_server()
+    pair.server.receive_data(frame(0x2, b"intruder"))
+    event = closed(pair.server.events())
+    assert event.code == 1002  # was 1007: inflated as part of the current message
+    assert "expected CONTINUATION, got BINARY" in str(event.error)
