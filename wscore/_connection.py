@@ -327,8 +327,9 @@ class _Connection:
             raise LocalProtocolError("a ping with this payload is already waiting for a pong")
         assert self._framer is not None
         frame = self._framer.ping(bytes(payload))  # raises ValueError past 125 bytes
-        if len(self._pings) >= _MAX_PINGS:
-            del self._pings[next(iter(self._pings))]
+        if len(self._pings) >= _MAX_PINGS:  # forget the oldest, but not the keepalive
+            oldest = next(key for key in self._pings if key != self._keepalive)
+            del self._pings[oldest]
         self._pings[bytes(payload)] = self._clock()
         self._write(frame)
         return bytes(payload)
