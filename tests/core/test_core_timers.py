@@ -203,3 +203,23 @@ def test_default_clock_is_monotonic():
     assert deadline is not None and before + 10 <= deadline <= time.monotonic() + 10
     server.handle_timers()
     assert server.state is State.CONNECTING
+
+
+def test_keepalive_ping_not_forgotten_among_many_pings():
+    # Regression: the keepalive ping was the oldest, so the 65th ping forgot it;
+    # its pong then looked unsolicited and the connection died with 1011.
+    clock = Clock(0.0)
+    pair = Pair(Config(ping_interval=1, ping_timeout=10), Config(ping_interval=None), clock=clock)
+    clock.advance(1)
+    pair.client.handle_timers()
+    for i in range(70):
+        pair.client.ping(i.to_bytes(2, "big"))
+    pair.deliver()  # the server answers every ping, the keepalive first
+    events = pair.client.events()
+    assert all(isinstance(e, Pong) for e in events) and len(events) == 71
+    assert events[0].acknowledged and events[0].latency == 0.0
+    assert pair.client.next_deadline() == 2.0  # the next ping; no pong deadline
+    clock.advance(20)
+    pair.client.handle_timers()
+    pair.deliver()
+    assert pair.client.state is State.OPEN
