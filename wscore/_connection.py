@@ -436,7 +436,10 @@ class _Connection:
     def _open(self, extensions: List[Extension]) -> None:
         self.state = State.OPEN
         self.extensions = extensions
-        self._framer = Framer(self._is_client, extensions, self.config.max_size)
+        config = self.config
+        self._framer = Framer(
+            self._is_client, extensions, config.max_size, whole_frames=not config.streaming
+        )
         self._open_deadline = None
         if self.config.ping_interval is not None:
             self._ping_due = self._clock() + self.config.ping_interval

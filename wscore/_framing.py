@@ -168,6 +168,9 @@ class _Decoder(FrameDecoder):
         self.message_size = 0  # payload bytes announced by the current message's headers
         self.compressed = False  # whether the current message is compressed (RSV1)
         self.in_message = False  # a fragmented message is in progress
+        #: Wait for whole binary frames rather than taking them in pieces (not when
+        #: streaming: pieces are delivered as they arrive).
+        self.whole_frames = False
 
     def parse_header(self) -> bool:
         if not super().parse_header():
@@ -211,9 +214,10 @@ class _Decoder(FrameDecoder):
     def _fast_frame(self) -> object:
         """Parse a whole, final, uncompressed text or binary frame already buffered.
 
-        The common case (one frame per message, arrived whole) skips wsproto's
-        general machinery; anything else returns ``_SLOW`` and takes wsproto's
-        path, which also raises every protocol error. The checks are wsproto's.
+        The common case (one frame per message) skips wsproto's general machinery;
+        anything else returns ``_SLOW`` and takes wsproto's path, which also raises
+        every protocol error. The checks are wsproto's. With ``whole_frames``, such a
+        frame not whole yet returns ``None`` (wait for more) instead of ``_SLOW``.
         """
         data = self.buffer.buffer
         available = len(data)
@@ -231,28 +235,39 @@ class _Decoder(FrameDecoder):
             return _SLOW
         length = second & 0x7F
         start = 2
+        # Until the frame is whole: wait, or take wsproto's path, which delivers it in
+        # pieces (streaming) and checks the UTF-8 of text as it comes (fail fast).
+        wait = None if self.whole_frames and opcode is _BINARY else _SLOW
         if length == 126:
             if available < 4:
-                return _SLOW
+                return wait
             length = (data[2] << 8) | data[3]
             if length <= 125:
                 return _SLOW
             start = 4
         elif length == 127:
-            return _SLOW
-        end = start + (4 if masked else 0) + length
-        if available < end:
-            return _SLOW
+            if available < 10:
+                return wait
+            length = int.from_bytes(data[2:10], "big")
+            if length <= 0xFFFF or length >> 63:
+                return _SLOW
+            start = 10
         limit = self.max_size
         if limit is not None and length > limit:
             raise ParseFailed(
                 f"message of at least {length} bytes exceeds max_size ({limit} bytes)",
                 CloseReason.MESSAGE_TOO_BIG,
             )
+        end = start + (4 if masked else 0) + length
+        if available < end:
+            # Buffering the whole frame (at most max_size) costs no more memory
+            # than joining its pieces into the message, and copies it fewer times:
+            # it pays when unmasking, and for unmasked frames up to a few reads.
+            return wait if masked or length <= _WHOLE_UNMASKED else _SLOW
         if masked:
             payload = mask(memoryview(data)[start + 4 : end], bytes(data[start : start + 4]))
         else:
-            payload = bytes(data[start:end])
+            payload = bytes(memoryview(data)[start:end])  # one copy, not two
         del data[:end]
         self.message_size = length
         self.compressed = self.in_message = False
@@ -260,6 +275,7 @@ class _Decoder(FrameDecoder):
 
 
 _SLOW = object()
+_WHOLE_UNMASKED = 256 * 1024
 _FAST_OPCODES = {0x81: Opcode.TEXT, 0x82: Opcode.BINARY}
 
 _HEAD = struct.Struct("!BB")
@@ -270,9 +286,16 @@ _HEAD64 = struct.Struct("!BBQ")
 class Framer(FrameProtocol):
     """wsproto's ``FrameProtocol`` wired to :class:`_Decoder` and a leaner serializer."""
 
-    def __init__(self, client: bool, extensions: list[Extension], max_size: Optional[int]):
+    def __init__(
+        self,
+        client: bool,
+        extensions: list[Extension],
+        max_size: Optional[int],
+        whole_frames: bool = False,
+    ):
         super().__init__(client, extensions)
         self._frame_decoder = _Decoder(client, self.extensions, max_size)
+        self._frame_decoder.whole_frames = whole_frames
         self._close_received = False
 
     def next_frame(self) -> Optional[Frame]:
