@@ -573,3 +573,51 @@ def test_whole_frame_inside_fragmented_compressed_message():
     event = closed(pair.server.events())
     assert event.code == 1002  # was 1007: inflated as part of the current message
     assert "expected CONTINUATION, got BINARY" in str(event.error)
+
+
+def test_large_binary_frame_header_in_pieces():
+    pair = Pair(Config(compression=None), Config(compression=None, max_size=None))
+    payload = bytes(range(256)) * 300  # 76800 bytes: an 8-byte length
+    data = frame(0x2, payload)
+    cuts = [0, 1, 5, 9, 10, 14, 15000, len(data)]
+    for start, end in zip(cuts, cuts[1:]):
+        pair.server.receive_data(data[start:end])
+    assert pair.server.events() == [Message(payload)]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"\x82\xff" + (100).to_bytes(8, "big"),  # 8 bytes where 1 would do
+        b"\x82\xff" + (0xFFFF).to_bytes(8, "big"),  # 8 bytes where 2 would do
+        b"\x82\xff" + (2**63 + 5).to_bytes(8, "big"),  # most significant bit set
+    ],
+)
+def test_bad_8_byte_lengths(header):
+    pair = Pair(Config(compression=None))
+    pair.server.receive_data(header + b"\x00" * 4 + b"x" * 100)
+    event = closed(pair.server.events())
+    assert event.code in (1002, 1009) and isinstance(event.error, RemoteProtocolError)
+
+
+def test_binary_frame_waits_whole_but_text_fails_fast():
+    pair = Pair(Config(compression=None), Config(compression=None, max_size=None))
+    data = frame(0x2, b"b" * 100000)
+    pair.server.receive_data(data[:50000])
+    assert pair.server.events() == []
+    assert decoder_buffer(pair.server) == 50000  # kept whole, parsed once complete
+    pair.server.receive_data(data[50000:])
+    assert pair.server.events() == [Message(b"b" * 100000)]
+    assert decoder_buffer(pair.server) == 0
+
+
+@pytest.mark.parametrize("size, whole", [(200_000, True), (300_000, False)])
+def test_unmasked_binary_frames_kept_whole_up_to_256_kib(size, whole):
+    pair = Pair(Config(compression=None, max_size=None), Config(compression=None))
+    pair.server.send(b"z" * size)
+    data = pair.server.data_to_send()
+    for i in range(0, len(data), 65536):
+        pair.client.receive_data(data[i : i + 65536])
+        if 65536 < i + 65536 < len(data):
+            assert (decoder_buffer(pair.client) > 65536) == whole
+    assert pair.client.events() == [Message(b"z" * size)]
