@@ -139,6 +139,35 @@ class BoundedDeflate(PerMessageDeflate):
             return CloseReason.MESSAGE_TOO_BIG
         return out
 
+    def inflate_message(self, payload: bytes, client: bool) -> bytes:
+        """Inflate a whole message that came in one frame: what the hooks above and
+        wsproto's do over a frame's pieces, in one go (the decoder's fast path)."""
+        decompressor = self._decompressor
+        if decompressor is None:
+            bits = self.server_max_window_bits if client else self.client_max_window_bits
+            decompressor = self._decompressor = zlib.decompressobj(-bits)
+        limit = self.max_size
+        try:
+            if limit is None:
+                out = decompressor.decompress(payload)
+            else:
+                out = decompressor.decompress(payload, limit + 1)
+                if len(out) > limit or decompressor.unconsumed_tail:
+                    self.error = f"message inflates past max_size ({limit} bytes)"
+                    raise ParseFailed(self.error, CloseReason.MESSAGE_TOO_BIG)
+            rest = decompressor.decompress(b"\x00\x00\xff\xff") + decompressor.flush()
+        except zlib.error as exc:
+            self.error = f"invalid compressed data: {exc}"
+            raise ParseFailed(self.error, CloseReason.INVALID_FRAME_PAYLOAD_DATA) from None
+        if rest:  # nothing in practice: the trailer is an empty block
+            out += rest
+            if limit is not None and len(out) > limit:
+                self.error = f"message inflates past max_size ({limit} bytes)"
+                raise ParseFailed(self.error, CloseReason.MESSAGE_TOO_BIG)
+        if self.server_no_context_takeover if client else self.client_no_context_takeover:
+            self._decompressor = None
+        return out
+
     def frame_inbound_complete(
         self, proto: Union[FrameDecoder, FrameProtocol], fin: bool
     ) -> Union[bytes, CloseReason, None]:
@@ -164,6 +193,8 @@ class _Decoder(FrameDecoder):
 
     def __init__(self, client: bool, extensions: list[Extension], max_size: Optional[int]):
         super().__init__(client, extensions)
+        # wscore's only extension (Framer gets nothing else).
+        self.deflate = next((e for e in extensions if isinstance(e, BoundedDeflate)), None)
         self.max_size = max_size
         self.message_size = 0  # payload bytes announced by the current message's headers
         self.compressed = False  # whether the current message is compressed (RSV1)
@@ -223,12 +254,16 @@ class _Decoder(FrameDecoder):
         available = len(data)
         if available < 2:
             return None
-        opcode = _FAST_OPCODES.get(data[0])  # FIN set, RSV bits clear, text or binary
+        opcode = _FAST_OPCODES.get(data[0])  # FIN set, RSV2-3 clear, text or binary
         if opcode is None:
             return _SLOW
-        for extension in self.extensions:
-            if getattr(extension, "_inbound_compressed", True) is not None:
-                return _SLOW  # in the middle of a compressed message
+        compressed = data[0] & 0x40  # RSV1
+        deflate = self.deflate
+        if deflate is None:
+            if compressed:
+                return _SLOW  # wsproto raises
+        elif deflate._inbound_compressed is not None:
+            return _SLOW  # in the middle of a compressed message
         second = data[1]
         masked = second & 0x80
         if bool(masked) == self.client:
@@ -237,7 +272,8 @@ class _Decoder(FrameDecoder):
         start = 2
         # Until the frame is whole: wait, or take wsproto's path, which delivers it in
         # pieces (streaming) and checks the UTF-8 of text as it comes (fail fast).
-        wait = None if self.whole_frames and opcode is _BINARY else _SLOW
+        # Compressed frames are only taken whole (their size says little).
+        wait = None if self.whole_frames and opcode is _BINARY and not compressed else _SLOW
         if length == 126:
             if available < 4:
                 return wait
@@ -253,7 +289,7 @@ class _Decoder(FrameDecoder):
                 return _SLOW
             start = 10
         limit = self.max_size
-        if limit is not None and length > limit:
+        if limit is not None and length > limit and not compressed:
             raise ParseFailed(
                 f"message of at least {length} bytes exceeds max_size ({limit} bytes)",
                 CloseReason.MESSAGE_TOO_BIG,
@@ -269,6 +305,9 @@ class _Decoder(FrameDecoder):
         else:
             payload = bytes(memoryview(data)[start:end])  # one copy, not two
         del data[:end]
+        if compressed:
+            assert deflate is not None
+            payload = deflate.inflate_message(payload, self.client)
         self.message_size = length
         self.compressed = self.in_message = False
         return Frame(opcode, payload, True, True)
@@ -276,7 +315,7 @@ class _Decoder(FrameDecoder):
 
 _SLOW = object()
 _WHOLE_UNMASKED = 256 * 1024
-_FAST_OPCODES = {0x81: Opcode.TEXT, 0x82: Opcode.BINARY}
+_FAST_OPCODES = {0x81: _TEXT, 0x82: _BINARY, 0xC1: _TEXT, 0xC2: _BINARY}
 
 _HEAD = struct.Struct("!BB")
 _HEAD16 = struct.Struct("!BBH")
