@@ -364,9 +364,10 @@ def test_deflate_bomb_in_fragments():
     assert closed(pair.server.events()).code == 1009
 
 
-def test_invalid_compressed_data():
+@pytest.mark.parametrize("fin", [True, False])  # whole frame, or a first fragment
+def test_invalid_compressed_data(fin):
     pair = Pair()
-    pair.server.receive_data(frame(0x2, b"\xff\xff\xff\xff\xff", rsv=4))
+    pair.server.receive_data(frame(0x2, b"\xff\xff\xff\xff\xff", rsv=4, fin=fin))
     event = closed(pair.server.events())
     assert event.code == 1007 and "invalid compressed data" in str(event.error)
     assert type(event.error) is RemoteProtocolError and event.error.close_code == 1007
@@ -460,8 +461,14 @@ def test_compressed_continuation_frames_not_counted_as_inflated():
 def test_invalid_compressed_data_at_the_end():
     # A stored block whose LEN is complete but whose NLEN comes from the trailer
     # (00 00 ff ff) that the receiver appends: the error shows at the end.
+    data = frame(0x2, b"\x00\x01\x00", rsv=4)
     pair = Pair()
-    pair.server.receive_data(frame(0x2, b"\x00\x01\x00", rsv=4))
+    pair.server.receive_data(data)  # whole: inflated in one go
+    event = closed(pair.server.events())
+    assert event.code == 1007 and "invalid compressed data" in str(event.error)
+    pair = Pair()
+    pair.server.receive_data(data[:-1])  # in pieces: wsproto's hooks
+    pair.server.receive_data(data[-1:])
     event = closed(pair.server.events())
     assert event.code == 1007
     assert "invalid compressed data at the end of a message" in str(event.error)
@@ -621,3 +628,16 @@ def test_unmasked_binary_frames_kept_whole_up_to_256_kib(size, whole):
         if 65536 < i + 65536 < len(data):
             assert (decoder_buffer(pair.client) > 65536) == whole
     assert pair.client.events() == [Message(b"z" * size)]
+
+
+@pytest.mark.parametrize("max_size, ok", [(None, True), (4, True), (3, False)])
+def test_deflate_trailer_as_stored_data(max_size, ok):
+    # A stored block of 4 bytes whose data is the 00 00 ff ff the receiver appends:
+    # the message is those 4 bytes (whole frame, inflated in one go).
+    pair = Pair(server_config=Config(max_size=max_size))
+    pair.server.receive_data(frame(0x2, b"\x00\x04\x00\xfb\xff", rsv=4))
+    events = pair.server.events()
+    if ok:
+        assert events == [Message(b"\x00\x00\xff\xff")]
+    else:
+        assert closed(events).code == 1009
