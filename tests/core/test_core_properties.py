@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import List
 
+import pytest
 from core_support import Pair
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -251,3 +252,63 @@ def test_garbage_handshake_client(data, points):
     events = client.events()
     assert client.state is State.CLOSED
     assert isinstance(events[-1], Closed)
+
+
+def _frames_of(framer: object, data: bytes, use_next: bool) -> List[object]:
+    from wsproto.frame_protocol import ParseFailed
+
+    framer.receive_bytes(data)  # type: ignore[attr-defined]
+    out: List[object] = []
+    try:
+        if use_next:
+            for _ in range(10000):
+                frame = framer.next_frame()  # type: ignore[attr-defined]
+                if frame is None:
+                    break
+                out.append(tuple(frame))
+        else:
+            for frame in framer.received_frames():  # type: ignore[attr-defined]
+                out.append(tuple(frame))
+    except ParseFailed as exc:
+        out.append(("failed", int(exc.code)))
+    return out
+
+
+@SETTINGS
+@given(data=st.data(), server=st.booleans())
+def test_next_frame_matches_received_frames(data, server):
+    from wscore._framing import Framer
+
+    chunks = data.draw(st.lists(plausible_frame(masked=server), min_size=1, max_size=6))
+    stream = b"".join(chunks)
+    one = Framer(not server, [], 4096)
+    two = Framer(not server, [], 4096)
+    assert _frames_of(one, stream, True) == _frames_of(two, stream, False)
+
+
+def _f(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
+    from core_support import frame
+
+    return frame(opcode, payload, fin=fin)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        _f(1, "héllo".encode()) + _f(2, b"\x00\x01") + _f(9, b"p") + _f(10, b"q"),
+        _f(1, b"ab", fin=False) + _f(9) + _f(0, "é".encode()),
+        _f(2, b"a" * 200, fin=False) + _f(0, b"b" * 70000),
+        _f(1, b"\xff"),
+        _f(1, b"\xc3", fin=False) + _f(0, b"\xa9"),
+        _f(8, b"\x03\xe8bye") + _f(1, b"after close"),
+        _f(8, b"\x03\xf6") + _f(1, b"x"),
+        _f(2, b"x" * 5000),  # over max_size (4096)
+        _f(0, b"x"),
+    ],
+)
+def test_next_frame_matches_received_frames_examples(stream):
+    from wscore._framing import Framer
+
+    assert _frames_of(Framer(False, [], 4096), stream, True) == _frames_of(
+        Framer(False, [], 4096), stream, False
+    )
