@@ -488,8 +488,12 @@ class _Connection:
         self._stalled = False
         append = events.append
         new_message = Message
+        next_frame = framer.next_frame
         try:
-            for frame in framer.received_frames():
+            while True:
+                frame = next_frame()
+                if frame is None:
+                    break
                 opcode = frame.opcode
                 if opcode is _TEXT or opcode is _BINARY:
                     payload = frame.payload
