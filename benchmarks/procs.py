@@ -73,9 +73,9 @@ class Server:
             except ProcessLookupError:
                 pass
         try:
-            self.proc.wait(10)
+            self.proc.wait(120)
         except subprocess.TimeoutExpired:
-            pass
+            print(f"warning: server {self.pid} still exiting", file=sys.stderr)
         if self.proc.stdout:
             self.proc.stdout.close()
         self.err.close()
@@ -141,7 +141,11 @@ class Holder:
                 os.kill(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self.proc.wait(30)
+        try:
+            # closing 10,000 sockets on exit can take a while on a loaded machine
+            self.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            print(f"warning: holder {self.proc.pid} still exiting", file=sys.stderr)
         for f in (self.proc.stdin, self.proc.stdout):
             if f:
                 try:

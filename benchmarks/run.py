@@ -390,6 +390,8 @@ def memory_one(name: str, n: int, scpu, ccpu, log_dir: Path) -> dict:
                    rate=(rss1 - rss0) / opened / 1024)
         return rec
     finally:
-        if holder:
-            holder.stop()
-        srv.stop()
+        try:
+            if holder:
+                holder.stop()
+        finally:
+            srv.stop()
