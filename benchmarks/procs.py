@@ -112,8 +112,9 @@ def run_client(client: str, port: int, server_pid: int, cpu: str | None, workloa
 class Holder:
     """A client process holding many idle connections (memory scenario)."""
 
-    def __init__(self, client: str, port: int, conns: int, cpu: str | None, log_dir: Path):
-        w = [{"name": "hold", "kind": "hold", "conns": conns}]
+    def __init__(self, client: str, port: int, conns: int, cpu: str | None, log_dir: Path,
+                 open_budget: float = 60.0):
+        w = [{"name": "hold", "kind": "hold", "conns": conns, "open_budget": open_budget}]
         args = [PY, "-m", "benchmarks.clients", "--client", client, "--port", str(port),
                 "--workloads", json.dumps(w)]
         if cpu:

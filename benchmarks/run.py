@@ -350,7 +350,7 @@ def memory_one(name: str, n: int, scpu, ccpu, log_dir: Path) -> dict:
         return rec
     holder = None
     try:
-        holder = Holder(gen, srv.port, n, ccpu, log_dir)
+        holder = Holder(gen, srv.port, n, ccpu, log_dir, S.OPEN_BUDGET)
         line = holder.expect("WARM", 60)
         if line is None or not line.startswith("WARM"):
             rec["error"] = f"holder did not warm up: {(line or 'timeout')[-200:]}"
@@ -358,7 +358,7 @@ def memory_one(name: str, n: int, scpu, ccpu, log_dir: Path) -> dict:
         time.sleep(0.3)
         rss0, th0 = proc_rss(srv.pid), proc_threads(srv.pid)
         holder.go()
-        line = holder.expect("READY", 110)
+        line = holder.expect("READY", S.OPEN_BUDGET + 60)
         if line is None or not line.startswith("READY"):
             why = f": {line[-200:]}" if line else ": timeout"
             try:
