@@ -330,7 +330,7 @@ class Connection:
                     self._check_sendable()
                     self._core.send(message)
                     self._flush()
-                    if self._pending_size <= self._write_limit:
+                    if self._pending_size <= self._allowed_pending():
                         return
                 self._wait_drained()
                 return
@@ -357,10 +357,19 @@ class Connection:
         if self._core.state is not State.OPEN:
             raise self._closed_error()
 
+    def _allowed_pending(self) -> int:
+        """How many unsent bytes ``send`` may leave behind.
+
+        ``write_limit``, unless a thread blocked in ``recv()`` owns the socket:
+        it only waits for POLLOUT when bytes were pending as it started waiting,
+        so leftovers could sit unsent until its next wake-up; flush them here.
+        """
+        return 0 if self._reader == _THREAD else self._write_limit
+
     def _wait_drained(self) -> None:
         while True:
             with self._lock:
-                if self._pending_size <= self._write_limit:
+                if self._pending_size <= self._allowed_pending():
                     return
                 if self._sock_closed:
                     raise self._closed_error()
