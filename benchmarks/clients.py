@@ -36,8 +36,19 @@ class Stats:
     """Counters of one measurement; ``mark_stop`` snapshots counters and CPU times at the
     deadline, so that draining the messages still in flight is not measured."""
 
-    __slots__ = ("running", "received", "sent", "t_stop", "received_at_stop", "server_pid",
-                 "srv_cpu0", "cli_cpu0", "srv_cpu", "cli_cpu", "stopped")
+    __slots__ = (
+        "running",
+        "received",
+        "sent",
+        "t_stop",
+        "received_at_stop",
+        "server_pid",
+        "srv_cpu0",
+        "cli_cpu0",
+        "srv_cpu",
+        "cli_cpu",
+        "stopped",
+    )
 
     def __init__(self, server_pid: int = 0) -> None:
         self.running = True
@@ -82,7 +93,10 @@ class PicowsDriver:
         pw = _picows_mod()
         self.pw = pw
         BIN, CONT, CLOSE, PING = (
-            pw.WSMsgType.BINARY, pw.WSMsgType.CONTINUATION, pw.WSMsgType.CLOSE, pw.WSMsgType.PING,
+            pw.WSMsgType.BINARY,
+            pw.WSMsgType.CONTINUATION,
+            pw.WSMsgType.CLOSE,
+            pw.WSMsgType.PING,
         )
 
         class Conn(pw.WSListener):
@@ -126,7 +140,10 @@ class PicowsDriver:
 
     async def open(self, url):
         transport, listener = await self.pw.ws_connect(
-            self.Conn, url, max_frame_size=MAX_SIZE, enable_auto_ping=False,
+            self.Conn,
+            url,
+            max_frame_size=MAX_SIZE,
+            enable_auto_ping=False,
             websocket_handshake_timeout=30,
         )
         listener.transport = transport
@@ -166,7 +183,9 @@ class PicowsDriver:
                 c.transport.send(BIN, data)
                 c.sent += 1
         try:
-            await asyncio.wait_for(asyncio.gather(*(c.done for c in conns)), duration + DRAIN_TIMEOUT)
+            await asyncio.wait_for(
+                asyncio.gather(*(c.done for c in conns)), duration + DRAIN_TIMEOUT
+            )
         finally:
             handle.cancel()
             for c in conns:
@@ -270,9 +289,7 @@ class AiohttpDriver(AsyncDriver):
 
     async def open(self, url):
         if self.session is None:
-            self.session = self.aiohttp.ClientSession(
-                connector=self.aiohttp.TCPConnector(limit=0)
-            )
+            self.session = self.aiohttp.ClientSession(connector=self.aiohttp.TCPConnector(limit=0))
         return await self.session.ws_connect(
             url, autoping=True, heartbeat=None, compress=0, max_msg_size=MAX_SIZE
         )
@@ -404,7 +421,9 @@ class RawDriver:
             c.transport.write(data * window)
             c.sent += window
         try:
-            await asyncio.wait_for(asyncio.gather(*(c.done for c in conns)), duration + DRAIN_TIMEOUT)
+            await asyncio.wait_for(
+                asyncio.gather(*(c.done for c in conns)), duration + DRAIN_TIMEOUT
+            )
         finally:
             handle.cancel()
             for c in conns:
@@ -566,7 +585,11 @@ class WebsocketsSyncDriver(SyncDriver):
 
     def open(self, url):
         return self.connect(
-            url, compression=None, ping_interval=None, max_size=MAX_SIZE, proxy=None,
+            url,
+            compression=None,
+            ping_interval=None,
+            max_size=MAX_SIZE,
+            proxy=None,
             **self.extra,
         )
 
@@ -678,8 +701,13 @@ async def async_workload(drv, url, w, server_pid):
             await asyncio.wait_for(
                 asyncio.gather(*(drv.close(c) for c in conns), return_exceptions=True), 30
             )
-        return {"msgs": msgs, "elapsed": elapsed, "server_cpu": st.srv_cpu,
-                "client_cpu": st.cli_cpu, "bytes": msgs * int(w["size"])}
+        return {
+            "msgs": msgs,
+            "elapsed": elapsed,
+            "server_cpu": st.srv_cpu,
+            "client_cpu": st.cli_cpu,
+            "bytes": msgs * int(w["size"]),
+        }
     if kind == "handshake":
         conc = int(w.get("concurrency", 1))
         t0 = now()
@@ -731,8 +759,10 @@ async def async_workload(drv, url, w, server_pid):
         res = await _gather_limited(try_open, nconn, 100)
         conns = [c for c in res if not isinstance(c, Exception)]
         errs = sorted({f"{type(e).__name__}: {e}"[:80] for e in res if isinstance(e, Exception)})
-        print(f"READY {len(conns)} {now() - t0:.3f} {nconn - len(conns)} {'; '.join(errs)[:200]}",
-              flush=True)
+        print(
+            f"READY {len(conns)} {now() - t0:.3f} {nconn - len(conns)} {'; '.join(errs)[:200]}",
+            flush=True,
+        )
         await readline()
         return {"msgs": len(conns), "elapsed": now() - t0, "server_cpu": 0.0, "client_cpu": 0.0}
     raise ValueError(kind)
@@ -755,8 +785,13 @@ def sync_workload(drv, url, w, server_pid):
                 drv.close(c)
             except Exception:
                 pass
-        return {"msgs": msgs, "elapsed": elapsed, "server_cpu": st.srv_cpu,
-                "client_cpu": st.cli_cpu, "bytes": msgs * int(w["size"])}
+        return {
+            "msgs": msgs,
+            "elapsed": elapsed,
+            "server_cpu": st.srv_cpu,
+            "client_cpu": st.cli_cpu,
+            "bytes": msgs * int(w["size"]),
+        }
     if kind == "handshake":
         conc = int(w.get("concurrency", 1))
         t0 = now()
@@ -780,8 +815,12 @@ def sync_workload(drv, url, w, server_pid):
                 th.join(duration + 30)
         elapsed = now() - t0
         s1, c1 = proc_cpu(server_pid) if server_pid else 0.0, self_cpu()
-        return {"msgs": sum(counts), "elapsed": elapsed, "server_cpu": s1 - s0,
-                "client_cpu": c1 - c0}
+        return {
+            "msgs": sum(counts),
+            "elapsed": elapsed,
+            "server_cpu": s1 - s0,
+            "client_cpu": c1 - c0,
+        }
     raise ValueError(f"{kind} is not supported by sync clients")
 
 

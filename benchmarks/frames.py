@@ -104,8 +104,14 @@ def make_stream(size: int, masked: bool, deflate: bool) -> Tuple[List[bytes], in
 
 # -- wscore --------------------------------------------------------------------------------
 
-CONFIG = dict(max_size=4 * MiB, ping_interval=None, ping_timeout=None, open_timeout=None,
-              close_timeout=None, user_agent=None)
+CONFIG = dict(
+    max_size=4 * MiB,
+    ping_interval=None,
+    ping_timeout=None,
+    open_timeout=None,
+    close_timeout=None,
+    user_agent=None,
+)
 
 
 def wscore_pair(deflate: bool) -> Tuple[wscore.ClientConnection, wscore.ServerConnection]:

@@ -81,16 +81,33 @@ class Server:
         self.err.close()
 
 
-def run_client(client: str, port: int, server_pid: int, cpu: str | None, workloads: list,
-               timeout: float, log_dir: Path) -> list[dict]:
+def run_client(
+    client: str,
+    port: int,
+    server_pid: int,
+    cpu: str | None,
+    workloads: list,
+    timeout: float,
+    log_dir: Path,
+) -> list[dict]:
     """Run one load-generator process; return one dict per workload."""
-    args = [PY, "-m", "benchmarks.clients", "--client", client, "--port", str(port),
-            "--server-pid", str(server_pid), "--workloads", json.dumps(workloads)]
+    args = [
+        PY,
+        "-m",
+        "benchmarks.clients",
+        "--client",
+        client,
+        "--port",
+        str(port),
+        "--server-pid",
+        str(server_pid),
+        "--workloads",
+        json.dumps(workloads),
+    ]
     if cpu:
         args += ["--cpu", cpu]
     with open(log_dir / f"client-{client}.err", "ab") as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=_env(),
-                                cwd=str(ROOT))
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=_env(), cwd=str(ROOT))
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -112,16 +129,38 @@ def run_client(client: str, port: int, server_pid: int, cpu: str | None, workloa
 class Holder:
     """A client process holding many idle connections (memory scenario)."""
 
-    def __init__(self, client: str, port: int, conns: int, cpu: str | None, log_dir: Path,
-                 open_budget: float = 60.0):
+    def __init__(
+        self,
+        client: str,
+        port: int,
+        conns: int,
+        cpu: str | None,
+        log_dir: Path,
+        open_budget: float = 60.0,
+    ):
         w = [{"name": "hold", "kind": "hold", "conns": conns, "open_budget": open_budget}]
-        args = [PY, "-m", "benchmarks.clients", "--client", client, "--port", str(port),
-                "--workloads", json.dumps(w)]
+        args = [
+            PY,
+            "-m",
+            "benchmarks.clients",
+            "--client",
+            client,
+            "--port",
+            str(port),
+            "--workloads",
+            json.dumps(w),
+        ]
         if cpu:
             args += ["--cpu", cpu]
         self.err = open(log_dir / f"holder-{client}.err", "ab")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
-                                     stderr=self.err, env=_env(), cwd=str(ROOT))
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stderr=self.err,
+            env=_env(),
+            cwd=str(ROOT),
+        )
 
     def expect(self, word: str, timeout: float) -> str | None:
         """The line starting with ``word``; None on timeout; a JSON line (with "error")

@@ -10,7 +10,13 @@ from . import scenarios as S
 
 ORDER = [
     "frames",
-    *S.ECHO, *S.STREAM, *S.MANY, "memory-1000", "memory-10000", *S.HANDSHAKE, *S.CLIENT,
+    *S.ECHO,
+    *S.STREAM,
+    *S.MANY,
+    "memory-1000",
+    "memory-10000",
+    *S.HANDSHAKE,
+    *S.CLIENT,
 ]
 TITLES = {
     "echo-16": "2. Echo round trip, 16 B, one connection, one message in flight",
@@ -52,16 +58,23 @@ def summarize(records: list[dict]) -> dict:
         if ok:
             rates = [r["rate"] for r in ok]
             row.update(
-                median=_med(rates), min=min(rates), max=max(rates),
+                median=_med(rates),
+                min=min(rates),
+                max=max(rates),
                 mbps=_med([r.get("mbps") for r in ok]),
                 server_us=_med([r.get("server_us_per_msg") for r in ok]),
                 client_us=_med([r.get("client_us_per_msg") for r in ok]),
                 client_share=_med([r.get("client_cpu_share") for r in ok]),
             )
             if scen.startswith("memory"):
-                row.update(conns=ok[0].get("conns"), threads=ok[0].get("threads_after"),
-                           partial=ok[0].get("partial"), open_s=ok[0].get("open_s"),
-                           rss_before=ok[0].get("rss_before"), rss_after=ok[0].get("rss_after"))
+                row.update(
+                    conns=ok[0].get("conns"),
+                    threads=ok[0].get("threads_after"),
+                    partial=ok[0].get("partial"),
+                    open_s=ok[0].get("open_s"),
+                    rss_before=ok[0].get("rss_before"),
+                    rss_after=ok[0].get("rss_after"),
+                )
         out.setdefault(scen, []).append(row)
     for rows in out.values():
         rows.sort(key=lambda r: -(r.get("median") or -1))
@@ -93,8 +106,9 @@ def _lib(row):
 
 def loadgen_bound(r: dict, pin: str) -> bool:
     share = r.get("client_share") or 0
-    return share >= 0.9 or (pin == "same" and (r.get("client_us") or 0) >= (
-        r.get("server_us") or 0))
+    return share >= 0.9 or (
+        pin == "same" and (r.get("client_us") or 0) >= (r.get("server_us") or 0)
+    )
 
 
 def bottleneck_note(summary: dict, pin: str) -> str:
@@ -109,8 +123,12 @@ def bottleneck_note(summary: dict, pin: str) -> str:
         return "load generator: never the bottleneck (no row marked †)."
     parts = [f"{lib} ({', '.join(sorted(sc))})" for lib, sc in sorted(hits.items())]
     ours = [lib for lib in hits if lib.startswith("ours") or lib == S.BASELINE]
-    tail = ("" if ours else "; it was never the bottleneck for websockets or ours, whose "
-            "figures are therefore server-bound")
+    tail = (
+        ""
+        if ours
+        else "; it was never the bottleneck for websockets or ours, whose "
+        "figures are therefore server-bound"
+    )
     return "load generator at its limit (†) for: " + "; ".join(parts) + tail + "."
 
 
@@ -118,9 +136,11 @@ def table(scen: str, rows: list[dict], pin: str = "split") -> str:
     base = next((r for r in rows if r["lib"] == S.BASELINE and r.get("median")), None)
     lines = [f"### {TITLES.get(scen, scen)}", ""]
     if scen.startswith("memory"):
-        lines += ["| library | KiB per connection | ×websockets | server threads | "
-                  "RSS before → after (MiB) | time to open (s) |",
-                  "|---|---:|---:|---:|---|---:|"]
+        lines += [
+            "| library | KiB per connection | ×websockets | server threads | "
+            "RSS before → after (MiB) | time to open (s) |",
+            "|---|---:|---:|---:|---|---:|",
+        ]
         rows = sorted(rows, key=lambda r: (r.get("median") is None, r.get("median") or 0))
         for r in rows:
             if r.get("median") is None:
@@ -129,8 +149,10 @@ def table(scen: str, rows: list[dict], pin: str = "split") -> str:
             name = _lib(r) + (f" ({r['partial']})" if r.get("partial") else "")
             lines.append(
                 f"| {name} | {r['median']:.1f} | {_ratio(r['median'], base and base['median'])} "
-                f"| {r.get('threads')} | {r['rss_before'] / 2**20:.1f} → {r['rss_after'] / 2**20:.1f} "
-                f"| {r.get('open_s') or 0:.1f} |")
+                f"| {r.get('threads')} "
+                f"| {r['rss_before'] / 2**20:.1f} → {r['rss_after'] / 2**20:.1f} "
+                f"| {r.get('open_s') or 0:.1f} |"
+            )
         return "\n".join(lines) + "\n"
     client = scen.startswith("client-")
     stream = "stream" in scen
@@ -148,23 +170,33 @@ def table(scen: str, rows: list[dict], pin: str = "split") -> str:
     lines += [hdr, sep]
     for r in rows:
         if r.get("median") is None:
-            lines.append(f"| {_lib(r)} | failed: {'; '.join(r['errors'])[:150]} |" + " |" * (
-                sep.count("|") - 3))
+            lines.append(
+                f"| {_lib(r)} | failed: {'; '.join(r['errors'])[:150]} |"
+                + " |" * (sep.count("|") - 3)
+            )
             continue
-        cells = [_lib(r), _fmt(r["median"]), f"{_fmt(r['min'])}–{_fmt(r['max'])}",
-                 _ratio(r["median"], base and base["median"])]
+        cells = [
+            _lib(r),
+            _fmt(r["median"]),
+            f"{_fmt(r['min'])}–{_fmt(r['max'])}",
+            _ratio(r["median"], base and base["median"]),
+        ]
         if stream:
             cells.append(_fmt(r.get("mbps"), 1))
         if client:
-            cells += [_fmt(r.get("client_us"), 1),
-                      _ratio(r.get("client_us"), base and base.get("client_us")),
-                      _fmt(r.get("server_us"), 1)]
+            cells += [
+                _fmt(r.get("client_us"), 1),
+                _ratio(r.get("client_us"), base and base.get("client_us")),
+                _fmt(r.get("server_us"), 1),
+            ]
         else:
             share = r.get("client_share") or 0
             bound = loadgen_bound(r, pin)
-            cells += [_fmt(r.get("server_us"), 1),
-                      _ratio(r.get("server_us"), base and base.get("server_us")),
-                      f"{share * 100:.0f}%" + (" †" if bound else "")]
+            cells += [
+                _fmt(r.get("server_us"), 1),
+                _ratio(r.get("server_us"), base and base.get("server_us")),
+                f"{share * 100:.0f}%" + (" †" if bound else ""),
+            ]
         if r["errors"]:
             cells[0] += f" ({len(r['errors'])} failed round(s))"
         lines.append("| " + " | ".join(cells) + " |")
@@ -176,15 +208,22 @@ def frames_table(records: list[dict]) -> str:
     if not rows:
         return ""
     if len(rows) == 1 and "text" in rows[0]:
-        return ("### 1. Core frame throughput (benchmarks/frames.py)\n\n```\n"
-                + rows[0]["text"].strip() + "\n```\n")
+        return (
+            "### 1. Core frame throughput (benchmarks/frames.py)\n\n```\n"
+            + rows[0]["text"].strip()
+            + "\n```\n"
+        )
     keys: list[str] = []
     for r in rows:
         for k in r:
             if k not in ("scenario", "role") and k not in keys:
                 keys.append(k)
-    lines = ["### 1. Core frame throughput (benchmarks/frames.py)", "",
-             "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines = [
+        "### 1. Core frame throughput (benchmarks/frames.py)",
+        "",
+        "| " + " | ".join(keys) + " |",
+        "|" + "---|" * len(keys),
+    ]
     for r in rows:
         cells = []
         for k in keys:
@@ -248,26 +287,33 @@ def charts(summary: dict, out_dir: Path) -> None:
         client = scen.startswith("client-")
         rows = sorted(rows, key=lambda r: r["median"], reverse=not mem)[::-1]
         names = [r["lib"] for r in rows]
-        colors = ["tab:red" if n.startswith("ours") else "tab:gray" if n.startswith("raw")
-                  else "tab:blue" for n in names]
+        colors = [
+            "tab:red" if n.startswith("ours") else "tab:gray" if n.startswith("raw") else "tab:blue"
+            for n in names
+        ]
         ncols = 1 if mem else 2
-        fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 0.33 * len(rows) + 1.3),
-                                 sharey=True, squeeze=False)
+        fig, axes = plt.subplots(
+            1, ncols, figsize=(5.2 * ncols, 0.33 * len(rows) + 1.3), sharey=True, squeeze=False
+        )
         ax = axes[0][0]
         vals = [r["median"] for r in rows]
         lo = [r["median"] - r["min"] for r in rows]
         hi = [r["max"] - r["median"] for r in rows]
         ax.barh(names, vals, xerr=None if mem else [lo, hi], color=colors, capsize=3)
-        unit = "KiB per idle connection" if mem else (
-            "handshakes/s" if "handshake" in scen else "messages/s")
+        unit = (
+            "KiB per idle connection"
+            if mem
+            else ("handshakes/s" if "handshake" in scen else "messages/s")
+        )
         ax.set_xlabel(unit + ("" if mem else " (median, min–max)"), fontsize=8)
         ax.tick_params(labelsize=7)
         if not mem:
             key = "client_us" if client else "server_us"
             ax2 = axes[0][1]
             ax2.barh(names, [r.get(key) or 0 for r in rows], color=colors)
-            ax2.set_xlabel(("client" if client else "server") + " CPU µs per op (lower is better)",
-                           fontsize=8)
+            ax2.set_xlabel(
+                ("client" if client else "server") + " CPU µs per op (lower is better)", fontsize=8
+            )
             ax2.tick_params(labelsize=7)
         fig.suptitle(TITLES.get(scen, scen), fontsize=9)
         fig.tight_layout()
@@ -275,8 +321,15 @@ def charts(summary: dict, out_dir: Path) -> None:
         plt.close(fig)
 
 
-KEY_LIBS = ["ours-threaded", "ours-asyncio", "ours-asyncio-uvloop", "websockets-sync",
-            "picows-uvloop", "raw-asyncio-uvloop", "raw-threaded"]
+KEY_LIBS = [
+    "ours-threaded",
+    "ours-asyncio",
+    "ours-asyncio-uvloop",
+    "websockets-sync",
+    "picows-uvloop",
+    "raw-asyncio-uvloop",
+    "raw-threaded",
+]
 
 
 def key_ratios(summary: dict) -> str:
@@ -284,9 +337,12 @@ def key_ratios(summary: dict) -> str:
     present = [k for k in KEY_LIBS if any(r["lib"] == k for rows in summary.values() for r in rows)]
     if not present:
         return ""
-    lines = ["### Summary: ratio to websockets (asyncio) — rate× / CPU per op×", "",
-             "| scenario | websockets | " + " | ".join(present) + " |",
-             "|---|---:|" + "---:|" * len(present)]
+    lines = [
+        "### Summary: ratio to websockets (asyncio) — rate× / CPU per op×",
+        "",
+        "| scenario | websockets | " + " | ".join(present) + " |",
+        "|---|---:|" + "---:|" * len(present),
+    ]
     for scen in ORDER:
         rows = summary.get(scen)
         if not rows or scen.startswith("memory"):
@@ -326,6 +382,10 @@ def update_readme(path: Path, md: str) -> None:
     text = path.read_text() if path.exists() else f"{start}\n{end}\n"
     if start not in text:
         text += f"\n{start}\n{end}\n"
-    text = re.sub(re.escape(start) + ".*?" + re.escape(end),
-                  lambda _: f"{start}\n{md}\n{end}", text, flags=re.S)
+    text = re.sub(
+        re.escape(start) + ".*?" + re.escape(end),
+        lambda _: f"{start}\n{md}\n{end}",
+        text,
+        flags=re.S,
+    )
     path.write_text(text)

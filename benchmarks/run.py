@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import report, scenarios as S
+from . import report
+from . import scenarios as S
 from .common import proc_rss, proc_threads
 from .procs import PY, ROOT, Holder, Server, _env, run_client
 
@@ -36,11 +37,15 @@ def check_ours() -> dict[str, str | None]:
     """None when the transport imports and has serve/connect; else the reason."""
     notes: dict[str, str | None] = {}
     for mod in ("threaded", "asyncio"):
-        code = (f"import transports.{mod} as m; m.serve; m.connect")
-        p = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=_env(),
-                           cwd=str(ROOT), timeout=60)
-        notes[mod] = None if p.returncode == 0 else (
-            (p.stderr.strip().splitlines() or ["import failed"])[-1][:200])
+        code = f"import transports.{mod} as m; m.serve; m.connect"
+        p = subprocess.run(
+            [PY, "-c", code], capture_output=True, text=True, env=_env(), cwd=str(ROOT), timeout=60
+        )
+        notes[mod] = (
+            None
+            if p.returncode == 0
+            else ((p.stderr.strip().splitlines() or ["import failed"])[-1][:200])
+        )
     return notes
 
 
@@ -54,15 +59,21 @@ def machine() -> dict:
     except OSError:
         pass
     try:
-        import websockets, picows, aiohttp  # noqa: E401
         from importlib.metadata import version
 
-        versions = {n: version(n) for n in
-                    ("websockets", "picows", "aiohttp", "simple-websocket", "uvloop", "wsproto")}
+        versions = {
+            n: version(n)
+            for n in ("websockets", "picows", "aiohttp", "simple-websocket", "uvloop", "wsproto")
+        }
     except Exception:  # pragma: no cover
         versions = {}
-    return {"cpus": os.cpu_count(), "model": model, "python": platform.python_version(),
-            "kernel": platform.release(), "versions": versions}
+    return {
+        "cpus": os.cpu_count(),
+        "model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "versions": versions,
+    }
 
 
 def record(scenario, lib, role, rnd, r) -> dict:
@@ -71,8 +82,13 @@ def record(scenario, lib, role, rnd, r) -> dict:
         rec["error"] = r["error"]
         return rec
     msgs, el = r["msgs"], r["elapsed"]
-    rec.update(msgs=msgs, elapsed=el, rate=msgs / el if el > 0 else 0.0,
-               server_cpu=r.get("server_cpu"), client_cpu=r.get("client_cpu"))
+    rec.update(
+        msgs=msgs,
+        elapsed=el,
+        rate=msgs / el if el > 0 else 0.0,
+        server_cpu=r.get("server_cpu"),
+        client_cpu=r.get("client_cpu"),
+    )
     if r.get("bytes") is not None:
         rec["mbps"] = r["bytes"] / el / 1e6 if el > 0 else 0.0
     if msgs:
@@ -98,10 +114,12 @@ def calibrate(args, cfg, log_dir, prog) -> tuple[str, dict]:
     the mode whose rates vary least (coefficient of variation)."""
     modes = ["same", "split"]
     samples: dict[str, list[list[float]]] = {m: [[], []] for m in modes}
-    wl = workloads_for([("echo-16", S.ECHO["echo-16"]), ("stream-16", S.STREAM["stream-16"])],
-                       max(0.2, cfg["duration"]))
+    wl = workloads_for(
+        [("echo-16", S.ECHO["echo-16"]), ("stream-16", S.STREAM["stream-16"])],
+        max(0.2, cfg["duration"]),
+    )
     for rnd in range(cfg["calib_rounds"]):
-        for m in (modes if rnd % 2 == 0 else modes[::-1]):
+        for m in modes if rnd % 2 == 0 else modes[::-1]:
             scpu, ccpu = PIN_MODES[m]
             prog.step(f"calibrate pinning  mode={m}  round {rnd + 1}")
             try:
@@ -117,12 +135,19 @@ def calibrate(args, cfg, log_dir, prog) -> tuple[str, dict]:
                     samples[m][0 if r["name"] == "echo-16" else 1].append(r["msgs"] / r["elapsed"])
 
     def cv(xs):
-        return statistics.pstdev(xs) / statistics.mean(xs) if len(xs) > 1 and statistics.mean(xs) else 9.9
+        return (
+            statistics.pstdev(xs) / statistics.mean(xs)
+            if len(xs) > 1 and statistics.mean(xs)
+            else 9.9
+        )
 
     info = {}
     for m in modes:
-        info[m] = {"echo16_rates": samples[m][0], "stream16_rates": samples[m][1],
-                   "cv": (cv(samples[m][0]) + cv(samples[m][1])) / 2}
+        info[m] = {
+            "echo16_rates": samples[m][0],
+            "stream16_rates": samples[m][1],
+            "cv": (cv(samples[m][0]) + cv(samples[m][1])) / 2,
+        }
     best = min(modes, key=lambda m: info[m]["cv"])
     return best, info
 
@@ -136,8 +161,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--duration", type=float, default=None, help="seconds per measurement")
     ap.add_argument("--memory-conns", default=None, help="e.g. 1000,10000")
-    ap.add_argument("--out", default=None, help="output directory (default benchmarks/results, "
-                    "or results/raw/partial-* when filtered)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default benchmarks/results, "
+        "or results/raw/partial-* when filtered)",
+    )
     ap.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
     args = ap.parse_args(argv)
 
@@ -154,9 +183,15 @@ def main(argv=None) -> int:
         ap.error(f"unknown scenario(s) {bad}; choose from {S.ALL_SCENARIOS}")
     libs = {x.strip() for x in args.libs.split(",") if x.strip()}
     filtered = bool(args.only or args.libs)
-    out_dir = Path(args.out) if args.out else (
-        HERE / "results" / "raw" / time.strftime("partial-%Y%m%d-%H%M%S") if filtered
-        else HERE / "results")
+    out_dir = (
+        Path(args.out)
+        if args.out
+        else (
+            HERE / "results" / "raw" / time.strftime("partial-%Y%m%d-%H%M%S")
+            if filtered
+            else HERE / "results"
+        )
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     log_dir = HERE / "results" / "raw" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -191,16 +226,25 @@ def main(argv=None) -> int:
     rounds = cfg["rounds"]
     d = cfg["duration"]
 
-    total = (cfg["calib_rounds"] * 2 if args.pin == "auto" else 0)
+    total = cfg["calib_rounds"] * 2 if args.pin == "auto" else 0
     total += rounds * (len(servers) + len(clients)) + len(mem_servers) * len(cfg["memory_conns"])
     total += 1 if "frames" in only else 0
     prog = Progress(total)
 
-    meta = {"machine": machine(), "quick": args.quick, "rounds": rounds, "duration": d,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            "ours": {k: (v or "enabled") for k, v in ours.items()},
-            "loadgen": {"server scenarios": S.LOADGEN, "handshakes": S.HANDSHAKE_LOADGEN,
-                        "raw TCP": S.RAW_LOADGEN, "client scenarios server": S.FIXED_SERVER}}
+    meta = {
+        "machine": machine(),
+        "quick": args.quick,
+        "rounds": rounds,
+        "duration": d,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "ours": {k: (v or "enabled") for k, v in ours.items()},
+        "loadgen": {
+            "server scenarios": S.LOADGEN,
+            "handshakes": S.HANDSHAKE_LOADGEN,
+            "raw TCP": S.RAW_LOADGEN,
+            "client scenarios server": S.FIXED_SERVER,
+        },
+    }
 
     if args.pin == "auto":
         mode, calib = calibrate(args, cfg, log_dir, prog)
@@ -208,7 +252,8 @@ def main(argv=None) -> int:
         notes.append(
             f"pinning: auto-selected `{mode}` (server on CPU 0, client on CPU "
             f"{PIN_MODES[mode][1]}); coefficient of variation same={calib['same']['cv']:.3f}, "
-            f"split={calib['split']['cv']:.3f} (lower is steadier)")
+            f"split={calib['split']['cv']:.3f} (lower is steadier)"
+        )
     else:
         mode = args.pin
         notes.append(f"pinning: `{mode}` (forced)")
@@ -240,7 +285,7 @@ def main(argv=None) -> int:
     for g in server_groups:
         srv_work += list(S.GROUPS[g].items())
     for rnd in range(rounds):
-        order = servers[rnd % max(len(servers), 1):] + servers[: rnd % max(len(servers), 1)]
+        order = servers[rnd % max(len(servers), 1) :] + servers[: rnd % max(len(servers), 1)]
         for name in order:
             is_raw = name.startswith("raw-")
             flow = [(n, w) for n, w in srv_work if w["kind"] != "handshake"]
@@ -250,12 +295,21 @@ def main(argv=None) -> int:
                 srv = Server(name, scpu, log_dir)
             except RuntimeError as exc:
                 for n, _ in srv_work:
-                    add({"scenario": n, "lib": name, "role": "server", "round": rnd,
-                         "error": str(exc)[:300]})
+                    add(
+                        {
+                            "scenario": n,
+                            "lib": name,
+                            "role": "server",
+                            "round": rnd,
+                            "error": str(exc)[:300],
+                        }
+                    )
                 continue
             try:
-                for gen, items in ((S.RAW_LOADGEN if is_raw else S.LOADGEN, flow),
-                                   (S.RAW_LOADGEN if is_raw else S.HANDSHAKE_LOADGEN, hs)):
+                for gen, items in (
+                    (S.RAW_LOADGEN if is_raw else S.LOADGEN, flow),
+                    (S.RAW_LOADGEN if is_raw else S.HANDSHAKE_LOADGEN, hs),
+                ):
                     if not items:
                         continue
                     wl = workloads_for(items, d)
@@ -265,7 +319,7 @@ def main(argv=None) -> int:
                 srv.stop()
 
         # clients against the fixed server, same round
-        corder = clients[rnd % max(len(clients), 1):] + clients[: rnd % max(len(clients), 1)]
+        corder = clients[rnd % max(len(clients), 1) :] + clients[: rnd % max(len(clients), 1)]
         for name in corder:
             prog.step(f"clients  client={name}  server={S.FIXED_SERVER}  round {rnd + 1}/{rounds}")
             try:
@@ -291,15 +345,18 @@ def main(argv=None) -> int:
     meta["elapsed_s"] = round(elapsed, 1)
     meta["notes"] = notes
     summary = report.summarize(records)
-    (out_dir / "results.json").write_text(json.dumps(
-        {"meta": meta, "summary": summary, "records": records}, indent=1))
+    (out_dir / "results.json").write_text(
+        json.dumps({"meta": meta, "summary": summary, "records": records}, indent=1)
+    )
     md = report.markdown(meta, summary, records)
     (out_dir / "results.md").write_text(md)
     report.charts(summary, out_dir)
     if not filtered and not args.no_readme:
         report.update_readme(HERE / "README.md", md)
-    print(f"\ndone in {elapsed:.0f}s; wrote {out_dir}/results.md, results.json, *.png",
-          file=sys.stderr)
+    print(
+        f"\ndone in {elapsed:.0f}s; wrote {out_dir}/results.md, results.json, *.png",
+        file=sys.stderr,
+    )
     print(md)
     return 0
 
@@ -310,19 +367,23 @@ def run_frames(quick: bool, log_dir: Path):
     output is kept as text."""
     if not (HERE / "frames.py").exists():
         return "skipped: benchmarks/frames.py does not exist yet"
-    code = ("import json, sys; from benchmarks import frames\n"
-            "if not hasattr(frames, 'run'): print('\\nNORUN'); sys.exit(0)\n"
-            f"res = frames.run({bool(quick)}); sys.stdout.write('\\nFRAMES ' + json.dumps(res))")
+    code = (
+        "import json, sys; from benchmarks import frames\n"
+        "if not hasattr(frames, 'run'): print('\\nNORUN'); sys.exit(0)\n"
+        f"res = frames.run({bool(quick)}); sys.stdout.write('\\nFRAMES ' + json.dumps(res))"
+    )
     try:
-        p = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=_env(),
-                           cwd=str(ROOT), timeout=600)
+        p = subprocess.run(
+            [PY, "-c", code], capture_output=True, text=True, env=_env(), cwd=str(ROOT), timeout=600
+        )
     except subprocess.TimeoutExpired:
         return "skipped: frames.run timed out (600 s)"
     if "NORUN" in p.stdout.splitlines():
         args = [PY, "-m", "benchmarks.frames"] + (["--quick"] if quick else [])
         try:
-            p = subprocess.run(args, capture_output=True, text=True, env=_env(),
-                               cwd=str(ROOT), timeout=600)
+            p = subprocess.run(
+                args, capture_output=True, text=True, env=_env(), cwd=str(ROOT), timeout=600
+            )
         except subprocess.TimeoutExpired:
             return "skipped: python -m benchmarks.frames timed out (600 s)"
         if p.returncode == 0 and p.stdout.strip():
@@ -366,13 +427,14 @@ def memory_one(name: str, n: int, scpu, ccpu, log_dir: Path) -> dict:
                 if "Too many open files" in tail:
                     import resource
 
-                    why += (f"; server hit EMFILE (RLIMIT_NOFILE hard limit "
-                           f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]}; "
-                           f"{proc_threads(srv.pid)} threads)")
+                    why += (
+                        f"; server hit EMFILE (RLIMIT_NOFILE hard limit "
+                        f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]}; "
+                        f"{proc_threads(srv.pid)} threads)"
+                    )
             except OSError:
                 pass
-            rec["error"] = (f"could not open {n} connections (server alive={srv.alive()})"
-                            + why)
+            rec["error"] = f"could not open {n} connections (server alive={srv.alive()})" + why
             return rec
         time.sleep(0.5)
         rss1, th1 = proc_rss(srv.pid), proc_threads(srv.pid)
@@ -383,11 +445,20 @@ def memory_one(name: str, n: int, scpu, ccpu, log_dir: Path) -> dict:
             rec["error"] = f"only {opened} of {n} connections opened: {line[-160:]}"
             return rec
         if failed:
-            rec["partial"] = f"{opened} of {n} opened ({failed} failed: {parts[4][:120] if len(parts) > 4 else ''})"
-        rec.update(rss_before=rss0, rss_after=rss1, conns=opened, threads_before=th0,
-                   threads_after=th1, open_s=float(line.split()[2]),
-                   kib_per_conn=(rss1 - rss0) / opened / 1024,
-                   rate=(rss1 - rss0) / opened / 1024)
+            rec["partial"] = (
+                f"{opened} of {n} opened "
+                f"({failed} failed: {parts[4][:120] if len(parts) > 4 else ''})"
+            )
+        rec.update(
+            rss_before=rss0,
+            rss_after=rss1,
+            conns=opened,
+            threads_before=th0,
+            threads_after=th1,
+            open_s=float(line.split()[2]),
+            kib_per_conn=(rss1 - rss0) / opened / 1024,
+            rate=(rss1 - rss0) / opened / 1024,
+        )
         return rec
     finally:
         try:

@@ -56,7 +56,12 @@ async def _websockets_asyncio() -> None:
             pass
 
     async with serve(
-        handler, HOST, 0, compression=None, ping_interval=None, max_size=MAX_SIZE,
+        handler,
+        HOST,
+        0,
+        compression=None,
+        ping_interval=None,
+        max_size=MAX_SIZE,
         backlog=4096,
     ) as server:
         announce(server.sockets[0].getsockname()[1])
@@ -83,7 +88,11 @@ def websockets_sync() -> None:
             pass
 
     with serve(
-        handler, HOST, 0, compression=None, max_size=MAX_SIZE,
+        handler,
+        HOST,
+        0,
+        compression=None,
+        max_size=MAX_SIZE,
         **kwargs_for(serve, ping_interval=None),
     ) as server:
         server.socket.listen(4096)
@@ -149,7 +158,11 @@ async def _picows() -> None:
                 transport.disconnect()
 
     server = await ws_create_server(
-        lambda request: Echo(), HOST, 0, max_frame_size=MAX_SIZE, backlog=4096,
+        lambda request: Echo(),
+        HOST,
+        0,
+        max_frame_size=MAX_SIZE,
+        backlog=4096,
         enable_auto_ping=False,
     )
     announce(server.sockets[0].getsockname()[1])
@@ -190,9 +203,7 @@ def simple_websocket_server() -> None:
             for line in lines[1:]:
                 name, _, value = line.partition(":")
                 environ["HTTP_" + name.strip().upper().replace("-", "_")] = value.strip()
-            ws = simple_websocket.Server.accept(
-                environ, max_message_size=None, receive_bytes=65536
-            )
+            ws = simple_websocket.Server.accept(environ, max_message_size=None, receive_bytes=65536)
             while True:
                 msg = ws.receive()
                 if msg is None:
@@ -277,7 +288,12 @@ def ours_threaded() -> None:
             pass
 
     server = serve(
-        handler, HOST, 0, compression=None, ping_interval=None, max_size=MAX_SIZE,
+        handler,
+        HOST,
+        0,
+        compression=None,
+        ping_interval=None,
+        max_size=MAX_SIZE,
         **kwargs_for(serve, max_connections=None),
     )
     with server:
@@ -300,7 +316,12 @@ async def _ours_asyncio() -> None:
             pass
 
     async with serve(
-        handler, HOST, 0, compression=None, ping_interval=None, max_size=MAX_SIZE,
+        handler,
+        HOST,
+        0,
+        compression=None,
+        ping_interval=None,
+        max_size=MAX_SIZE,
         **kwargs_for(serve, max_connections=None),
     ) as server:
         announce(server.port)
