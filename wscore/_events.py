@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Optional, Tuple, Union
 
 from ._http import Request, Response
+from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 
 __all__ = [
     "Event",
@@ -130,3 +131,8 @@ class Closed(Event):
     def ok(self) -> bool:
         """True for a normal closure (1000, 1001 or 1005) without an error."""
         return self.error is None and self.code in (1000, 1001, 1005)
+
+    def exception(self) -> ConnectionClosed:
+        """The exception a transport raises for this closure (``...OK`` when :attr:`ok`)."""
+        cls = ConnectionClosedOK if self.ok else ConnectionClosedError
+        return cls(self.code, self.reason, self.error)

@@ -300,8 +300,7 @@ class Connection(asyncio.Protocol):
         """The exception that tells the connection is (being) closed."""
         event = self._close_event
         if event is not None:
-            cls = ConnectionClosedOK if event.ok else ConnectionClosedError
-            return cls(event.code, event.reason, event.error)
+            return event.exception()
         code, reason = self._local_close or (1006, "")
         cls = ConnectionClosedOK if code in _OK_CODES else ConnectionClosedError
         return cls(code, reason)

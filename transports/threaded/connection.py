@@ -37,7 +37,6 @@ from wscore import (
     Closed,
     ConcurrencyError,
     ConnectionClosed,
-    ConnectionClosedError,
     ConnectionClosedOK,
     Fragment,
     Message,
@@ -681,8 +680,7 @@ class Connection:
         closed = self._closed
         if closed is None:  # closing: our close frame is out
             return ConnectionClosedOK(1000, "the connection is closing")
-        cls = ConnectionClosedOK if closed.ok else ConnectionClosedError
-        return cls(closed.code, closed.reason, closed.error)
+        return closed.exception()
 
     # -- the opening handshake (blocking, in the connection's own thread) -------
 
