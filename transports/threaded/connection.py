@@ -411,15 +411,19 @@ class Connection:
         Closing a closed connection does nothing.
         """
         wscore.check_close_code(code, reason)
+        self.start_close(code, reason)
+        timeout = self._core.config.close_timeout
+        if not self._closed_event.wait(None if timeout is None else timeout + 2.0):
+            self.abort()  # pragma: no cover - the core's close timer fires first
+
+    def start_close(self, code: int = 1000, reason: str = "") -> None:
+        """Send the close frame without waiting for the answer (no-op unless OPEN)."""
         with self._lock:
             if self._core.state is State.OPEN:
                 self._core.close(code, reason)
                 self._draining = True
                 self._process()
                 self._adopt()
-        timeout = self._core.config.close_timeout
-        if not self._closed_event.wait(None if timeout is None else timeout + 2.0):
-            self.abort()  # pragma: no cover - the core's close timer fires first
 
     def abort(self) -> None:
         """Drop the connection at once, without a closing handshake."""

@@ -200,12 +200,7 @@ class Server:
                 pass
         deadline = time.monotonic() + timeout
         for conn in self.connections:
-            with conn._lock:
-                if conn._core.state is State.OPEN:
-                    conn._core.close(1001, "server shutting down")
-                    conn._draining = True
-                    conn._process()
-                    conn._adopt()
+            conn.start_close(1001, "server shutting down")
         with self._lock:
             # A handler may call shutdown() itself: it cannot wait for its own thread.
             threads = [t for t in self._threads if t is not threading.current_thread()]
