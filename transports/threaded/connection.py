@@ -55,7 +55,8 @@ _CoreConnection = Union[wscore.ServerConnection, wscore.ClientConnection]
 _READ_SIZE = 65536
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _SELECTOR, _THREAD, _LAZY = 0, 1, 2  # who reads the socket (_LAZY: a thread, soon the loop)
-_POLL_CAP = 1.0  # longest single wait, so closes by other threads are noticed
+_POLL_CAP = 30.0  # longest single wait of a reader (a safety net: see _wait_time)
+_SEND_POLL = 1.0  # longest single wait of a blocked sender
 _LINGER = 2.0  # after the close, how long to wait for the peer's EOF
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -288,13 +289,16 @@ class Connection:
                         self._reader = _SELECTOR
 
     def _wait_time(self, deadline: Optional[float]) -> Optional[float]:
-        now = time.monotonic()
+        """How long a reader may sleep in ``poll``.
+
+        The core's timers are the I/O thread's job (``on_timer``), whoever reads
+        the socket, so an idle reader sleeps until data comes: 10,000 handlers
+        waiting in ``recv()`` cost no wake-ups. Closing the socket (``shutdown``)
+        wakes the poll; ``_POLL_CAP`` only bounds a lost wake-up.
+        """
         wait = _POLL_CAP
-        core_deadline = self._core.next_deadline()
-        if core_deadline is not None:
-            wait = min(wait, core_deadline - now)
         if deadline is not None:
-            wait = min(wait, deadline - now)
+            wait = min(wait, deadline - time.monotonic())
         return max(0.0, wait)
 
     def _poll_for(self, events: int, wait: Optional[float]) -> int:
@@ -377,7 +381,7 @@ class Connection:
                 poller = self._wpoll = select.poll()
                 poller.register(self._fd, POLLOUT)
             try:
-                poller.poll(int(_POLL_CAP * 1000))
+                poller.poll(int(_SEND_POLL * 1000))
             except OSError:  # pragma: no cover
                 pass
             with self._lock:
@@ -424,6 +428,8 @@ class Connection:
                 self._draining = True
                 self._process()
                 self._adopt()
+                if not self._sock_closed:
+                    self._schedule()  # the close timeout, even while a reader owns it
 
     def abort(self) -> None:
         """Drop the connection at once, without a closing handshake."""
@@ -469,11 +475,11 @@ class Connection:
             if self._force_close_at is not None and time.monotonic() >= self._force_close_at:
                 self._close_socket()
                 return
-            if self._reader == _SELECTOR:
-                self._run_timers()
-                if not self._sock_closed:
+            self._run_timers()  # whoever reads: a reader thread sleeps until data comes
+            if not self._sock_closed:
+                if self._reader == _SELECTOR:
                     self._update_interest()
-                    self._schedule()
+                self._schedule()
 
     def _run_timers(self) -> None:
         deadline = self._core.next_deadline()
