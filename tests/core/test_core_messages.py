@@ -618,16 +618,24 @@ def test_binary_frame_waits_whole_but_text_fails_fast():
     assert decoder_buffer(pair.server) == 0
 
 
-@pytest.mark.parametrize("size, whole", [(200_000, True), (300_000, False)])
-def test_unmasked_binary_frames_kept_whole_up_to_256_kib(size, whole):
-    pair = Pair(Config(compression=None, max_size=None), Config(compression=None))
+@pytest.mark.parametrize(
+    "size, streaming, whole",
+    [(200_000, False, True), (3_000_000, False, True), (300_000, True, False)],
+)
+def test_unmasked_binary_frames_kept_whole_unless_streaming(size, streaming, whole):
+    client_config = Config(compression=None, max_size=None, streaming=streaming)
+    pair = Pair(client_config, Config(compression=None))
     pair.server.send(b"z" * size)
     data = pair.server.data_to_send()
     for i in range(0, len(data), 65536):
         pair.client.receive_data(data[i : i + 65536])
         if 65536 < i + 65536 < len(data):
             assert (decoder_buffer(pair.client) > 65536) == whole
-    assert pair.client.events() == [Message(b"z" * size)]
+    events = pair.client.events()
+    if streaming:
+        assert b"".join(e.data for e in events) == b"z" * size
+    else:
+        assert events == [Message(b"z" * size)]
 
 
 @pytest.mark.parametrize("max_size, ok", [(None, True), (4, True), (3, False)])
