@@ -128,7 +128,7 @@ def test_max_connections(start_server: Start, client: Any) -> None:
         ws.close()
     # Once the handlers returned, there is room again.
     for _ in range(50):
-        if not server._threads:
+        if not server._active:
             break
         threading.Event().wait(0.05)
     third = client(server)

@@ -25,6 +25,19 @@ __all__ = ["serve", "Server", "ServerConnection", "broadcast"]
 
 _STACK_SIZE = 256 * 1024
 _stack_lock = threading.Lock()
+_IDLE_TIMEOUT = 30.0  # an idle worker thread waits this long for a connection, then exits
+_MAX_IDLE = 256  # idle worker threads kept at most
+
+
+class _Worker:
+    """An idle worker thread's mailbox: ``wake`` is released once ``sock`` is set."""
+
+    __slots__ = ("wake", "sock")
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.sock: Optional[socket.socket] = None
 
 
 def _start_thread(target: Callable[[], Any], name: str) -> threading.Thread:
@@ -138,7 +151,9 @@ class Server:
         self._max_connections = max_connections
         self._lock = threading.Lock()
         self._connections: Set[ServerConnection] = set()
-        self._threads: Set[threading.Thread] = set()
+        self._threads: Set[threading.Thread] = set()  # every worker thread alive
+        self._idle: List[_Worker] = []  # workers waiting for a connection (LIFO)
+        self._active = 0  # connections being served (handshake included)
         self._stopped = threading.Event()
         self._closing = False
         self.sockets: List[socket.socket] = []
@@ -189,6 +204,9 @@ class Server:
             else:
                 already = False
                 self._closing = True
+            idle, self._idle = self._idle, []
+        for worker in idle:  # sock None: exit
+            worker.wake.release()
         if already:
             self._stopped.wait(timeout)
             return
@@ -232,33 +250,65 @@ class Server:
                 return
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            worker = None
             with self._lock:
-                full = (
-                    self._max_connections is not None
-                    and len(self._threads) >= self._max_connections
-                )
                 if self._closing:
                     sock.close()
                     continue
+                full = self._max_connections is not None and self._active >= self._max_connections
+                if not full:
+                    self._active += 1
+                    if self._idle:
+                        worker = self._idle.pop()
             if full:
                 _Refuser(self, sock)
-                continue
-            thread = _start_thread(lambda s=sock: self._run_connection(s), "wscore-conn")
-            with self._lock:
-                self._threads.add(thread)
+            elif worker is not None:  # no thread start-up on the I/O thread's path
+                worker.sock = sock
+                worker.wake.release()
+            else:
+                thread = _start_thread(lambda s=sock: self._work(s), "wscore-conn")
+                with self._lock:
+                    self._threads.add(thread)
 
     def _forget(self, conn: ServerConnection) -> None:
         with self._lock:
             self._connections.discard(conn)
 
-    def _run_connection(self, sock: socket.socket) -> None:
+    def _work(self, sock: Optional[socket.socket]) -> None:
+        """A worker thread: serve connections, waiting idle between them.
+
+        Threads are reused (a handler's thread-local data outlives its connection);
+        at most ``_MAX_IDLE`` wait, each for ``_IDLE_TIMEOUT`` seconds at most.
+        """
+        worker: Optional[_Worker] = None
         try:
-            self._serve(sock)
-        except Exception:  # pragma: no cover - a bug in this module
-            logger.exception("error while serving a connection")
+            while sock is not None:
+                try:
+                    self._serve(sock)
+                except Exception:  # pragma: no cover - a bug in this module
+                    logger.exception("error while serving a connection")
+                with self._lock:
+                    self._active -= 1
+                    if self._closing or len(self._idle) >= _MAX_IDLE:
+                        return
+                    if worker is None:
+                        worker = _Worker()
+                    self._idle.append(worker)
+                sock = self._next_socket(worker)
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
+
+    def _next_socket(self, worker: _Worker) -> Optional[socket.socket]:
+        """Wait in the idle pool for a connection; None to exit."""
+        if not worker.wake.acquire(timeout=_IDLE_TIMEOUT):
+            with self._lock:
+                if worker in self._idle:  # nobody took it: leave the pool
+                    self._idle.remove(worker)
+                    return None
+            worker.wake.acquire()  # taken meanwhile: its socket is on the way
+        sock, worker.sock = worker.sock, None
+        return sock
 
     def _serve(self, sock: socket.socket) -> None:
         config = self._config
