@@ -624,7 +624,7 @@ class ServerConnection(_Connection):
         self._set_closed(1006, "", InvalidHeader(message, status))
 
     def _receive_request(self, event: h11.Request) -> None:
-        headers = Headers(event.headers)
+        headers = Headers(event.headers.raw_items())  # as sent (h11 lower-cases names)
         request = Request(
             event.method.decode("ascii", "replace"),
             event.target.decode("ascii", "replace"),

@@ -24,28 +24,30 @@ class Headers:
     Iterating gives ``(name, value)`` pairs in their original order and spelling.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_names")
 
     def __init__(self, items: Optional[HeadersLike] = None) -> None:
         self._items: List[HeaderPair] = []
+        self._names: List[str] = []  # the names lower-cased, in step with _items
         if items is None:
             return
         pairs = items.items() if isinstance(items, dict) else items
         for name, value in pairs:
-            self._items.append((_text(name), _text(value)))
+            text = _text(name)
+            self._items.append((text, _text(value)))
+            self._names.append(text.lower())
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The first value of header ``name``, or ``default``."""
-        lname = name.lower()
-        for key, value in self._items:
-            if key.lower() == lname:
-                return value
-        return default
+        try:
+            return self._items[self._names.index(name.lower())][1]
+        except ValueError:
+            return default
 
     def get_all(self, name: str) -> List[str]:
         """Every value of header ``name``, in order."""
         lname = name.lower()
-        return [value for key, value in self._items if key.lower() == lname]
+        return [item[1] for item, key in zip(self._items, self._names) if key == lname]
 
     def tokens(self, name: str) -> List[str]:
         """The comma-separated tokens of every value of ``name``, stripped."""
@@ -59,6 +61,7 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         """Append a header."""
         self._items.append((name, value))
+        self._names.append(name.lower())
 
     def raw(self) -> List[Tuple[bytes, bytes]]:
         """The headers as ``(bytes, bytes)`` pairs, as h11 wants them."""
