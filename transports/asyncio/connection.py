@@ -59,6 +59,7 @@ _BytesLike = (bytes, bytearray, memoryview)
 _MAX_PINGS = 64  # the core forgets older pings too
 _OK_CODES = (1000, 1001, 1005)
 _LINGER = 2.0  # at most this long after a failure, waiting for the peer to hang up
+_CORK_LIMIT = 65536  # at most this many bytes of answers wait for the end of a loop turn
 #: The clock of the cores (pass it as ``clock=`` when making one).
 CLOCK = time.monotonic
 
@@ -96,6 +97,7 @@ class Connection(asyncio.Protocol):
         self._keep_reading = False  # closing: never pause again
         # Sending.
         self._paused_writing = False
+        self._flush_pending = False  # a _flush() is scheduled
         self._drainers: List[asyncio.Future[None]] = []
         self._send_lock = asyncio.Lock()
         self._pings: Dict[bytes, asyncio.Future[float]] = {}
@@ -340,11 +342,7 @@ class Connection(asyncio.Protocol):
         if core.more_buffered:
             core.max_pending_messages = self._max_queue - len(self._queue) or 1
             self._process()  # events() parses on
-        if (
-            self._paused_reading
-            and not core.more_buffered
-            and len(self._queue) <= self._low_queue
-        ):
+        if self._paused_reading and not core.more_buffered and len(self._queue) <= self._low_queue:
             self._paused_reading = False
             if self._transport is not None and not self._lost:
                 self._transport.resume_reading()
@@ -432,6 +430,18 @@ class Connection(asyncio.Protocol):
         if core.state is not State.OPEN:
             raise self._closed_exc()
         core.send(data, final)
+        if self._queue and core.bytes_to_send < _CORK_LIMIT:
+            # More received messages wait for the handler: the answers to a batch
+            # of them leave in one write (one system call), at the end of this
+            # turn of the loop, instead of one write each.
+            if not self._flush_pending:
+                self._flush_pending = True
+                self._loop.call_soon(self._flush)
+        else:
+            self._write_out()
+
+    def _flush(self) -> None:
+        self._flush_pending = False
         self._write_out()
 
     async def _drain(self) -> None:

@@ -1,0 +1,67 @@
+"""Answers to a batch of received messages leave in one write, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, List
+
+from asyncio_support import upgrade_head
+
+from transports.asyncio import serve
+
+
+def masked_text(payload: bytes) -> bytes:
+    key = os.urandom(4)
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + key + body
+
+
+def parse_unmasked(data: bytes) -> List[bytes]:
+    out = []
+    while len(data) >= 2:
+        length = data[1] & 0x7F
+        if len(data) < 2 + length:
+            break
+        out.append(data[2 : 2 + length])
+        data = data[2 + length :]
+    return out
+
+
+def test_echoes_of_one_read_share_one_write(run: Any) -> None:
+    writes: List[int] = []
+
+    async def handler(ws: Any) -> None:
+        real = ws._write_out
+
+        def counting() -> None:
+            if ws.core.bytes_to_send:
+                writes.append(ws.core.bytes_to_send)
+            real()
+
+        ws._write_out = counting
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(upgrade_head().encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101")
+            messages = [f"message {i}".encode() for i in range(20)]
+            writer.write(b"".join(masked_text(m) for m in messages))  # one segment
+            received = b""
+            while len(parse_unmasked(received)) < 20:
+                received += await asyncio.wait_for(reader.read(65536), 5)
+            assert parse_unmasked(received) == messages  # all of them, in order
+            # One write per message would be 20; a batch read in one go answers in
+            # one write (two if the first echo went out before the rest was parsed).
+            assert 1 <= len(writes) <= 3, writes
+            writes.clear()
+            writer.write(masked_text(b"alone"))  # a lone message is answered at once
+            assert parse_unmasked(await asyncio.wait_for(reader.read(65536), 5)) == [b"alone"]
+            assert len(writes) == 1
+            writer.close()
+
+    run(main())
