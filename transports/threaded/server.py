@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl as ssl_module
+import stat
 import threading
 import time
 from typing import Any, Callable, Iterable, List, Optional, Set, Union
@@ -157,13 +159,16 @@ class Server:
         self._stopped = threading.Event()
         self._closing = False
         self.sockets: List[socket.socket] = []
+        self._unix_path: Optional[str] = None  # a socket file this server made and removes
         if sock is not None:
             self.sockets.append(sock)
         elif unix_path is not None:
+            _remove_stale_socket(unix_path)
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(unix_path)
             listener.listen(backlog)
             self.sockets.append(listener)
+            self._unix_path = unix_path
         else:
             self.sockets.extend(_listen(host, port, backlog))
         self._loop = IOLoop("wscore-server-io")
@@ -174,9 +179,12 @@ class Server:
     # -- public -----------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        """The TCP port the server listens on (useful with ``port=0``)."""
-        return int(self.sockets[0].getsockname()[1])
+    def port(self) -> Optional[int]:
+        """The TCP port the server listens on (useful with ``port=0``); None on a unix socket."""
+        for listener in self.sockets:
+            if listener.family in (socket.AF_INET, socket.AF_INET6):
+                return int(listener.getsockname()[1])
+        return None
 
     @property
     def connections(self) -> Set[ServerConnection]:
@@ -216,6 +224,8 @@ class Server:
                 listener.close()
             except OSError:  # pragma: no cover
                 pass
+        if self._unix_path is not None:
+            _remove_stale_socket(self._unix_path)
         deadline = time.monotonic() + timeout
         for conn in self.connections:
             conn.start_close(1001, "server shutting down")
@@ -382,6 +392,15 @@ class Server:
             return True
         conn._finish_handshake_write()
         return False
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a unix socket file left at ``path`` (as asyncio does); leave other files."""
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except OSError:
+        pass
 
 
 def _listen(host: Optional[str], port: int, backlog: int) -> List[socket.socket]:
