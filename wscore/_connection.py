@@ -169,7 +169,7 @@ def _head_size(event: Union[h11.Request, h11.Response, h11.InformationalResponse
         size = len(event.method) + len(event.target) + 12  # "M T HTTP/1.1\r\n"
     else:
         size = len(event.reason) + 15  # "HTTP/1.1 101 R\r\n"
-    return size + sum(len(name) + len(value) + 4 for name, value in event.headers) + 2
+    return size + sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items()) + 2
 
 
 class _Connection:
@@ -935,7 +935,7 @@ class ClientConnection(_Connection):
             elif isinstance(event, h11.Response):
                 self._rejection = Response(
                     event.status_code,
-                    Headers(event.headers),
+                    Headers(event.headers.raw_items()),
                     b"",
                     event.reason.decode("latin-1"),
                 )
@@ -961,7 +961,7 @@ class ClientConnection(_Connection):
         self._set_closed(1006, "", InvalidStatus(self._rejection))
 
     def _receive_101(self, event: h11.InformationalResponse) -> None:
-        headers = Headers(event.headers)
+        headers = Headers(event.headers.raw_items())
         response = Response(101, headers, b"", event.reason.decode("latin-1"))
         self.response = response
         problem = self._check_101(headers)

@@ -32,10 +32,16 @@ class Headers:
         if items is None:
             return
         pairs = items.items() if isinstance(items, dict) else items
+        append_item, append_name = self._items.append, self._names.append
         for name, value in pairs:
-            text = _text(name)
-            self._items.append((text, _text(value)))
-            self._names.append(text.lower())
+            if type(name) is bytes:  # from h11: the common case, inlined
+                name = name.decode("latin-1")
+            elif not isinstance(name, str):
+                name = _text(name)
+            if type(value) is not str:
+                value = _text(value)
+            append_item((name, value))
+            append_name(name.lower())
 
     def get(self, name: str, default: Optional[str] = None) -> Optional[str]:
         """The first value of header ``name``, or ``default``."""
