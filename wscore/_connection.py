@@ -204,9 +204,16 @@ class _Connection:
         #: :meth:`events` is called again (see :attr:`more_buffered`). ``None``
         #: parses everything received. Bounds memory when a small read inflates
         #: into many large messages (permessage-deflate).
+        #:
+        #: Setting it also holds back protocol errors while OPEN: the peer's
+        #: messages before a bad frame come out first and can still be answered
+        #: (see :attr:`failure_pending`).
         self.max_pending_messages: Optional[int] = None
         self._pending_messages = 0
         self._stalled = False
+        # A protocol error held back (code, reason, error), and when it fails at the latest.
+        self._failure: Optional[Tuple[int, str, RemoteProtocolError]] = None
+        self._failure_deadline: Optional[float] = None
         self._framer: Optional[Framer] = None
         self._deflate: Optional[BoundedDeflate] = None
         self._parts: List[Data] = []
@@ -237,7 +244,9 @@ class _Connection:
 
         With :attr:`max_pending_messages` set, parsing that stopped at the limit
         goes on here, up to the limit, once the events parsed so far were taken:
-        one call never returns more than ``max_pending_messages`` messages.
+        one call never returns more than ``max_pending_messages`` messages. A
+        protocol error held back (:attr:`failure_pending`) fails the connection
+        here, once every event before it was returned.
         """
         limit = self.max_pending_messages
         if (
@@ -246,6 +255,8 @@ class _Connection:
             and (limit is None or self._pending_messages < limit)
         ):
             self._parse()
+        if self._failure is not None and not self._events:
+            self._fail_pending()
         events = self._events
         if events:
             self._events = []
@@ -254,12 +265,40 @@ class _Connection:
 
     @property
     def more_buffered(self) -> bool:
-        """True if parsing stopped at :attr:`max_pending_messages` with data left.
+        """True if parsing stopped at :attr:`max_pending_messages` with data left,
+        or at a protocol error held back (see :attr:`failure_pending`).
 
-        Call :meth:`events` again once there is room: it parses on. Until then
-        the caller should stop reading its socket, so that TCP pushes back.
+        Call :meth:`events` again once there is room: it parses on (or fails the
+        connection). Until then the caller should stop reading its socket, so
+        that TCP pushes back.
         """
-        return self._stalled
+        return self._stalled or self._failure is not None
+
+    @property
+    def failure_pending(self) -> bool:
+        """True if the next :meth:`events` call fails the connection.
+
+        With :attr:`max_pending_messages` set, a protocol error found while OPEN
+        (a reserved bit or opcode, a continuation frame with nothing to continue,
+        invalid UTF-8, a message over ``max_size``...) does not fail the
+        connection at once: it is held back, the connection stays OPEN (``send``
+        works) and what the peer sends after it is dropped unparsed.
+        :meth:`events` returns the events before the error first; once they are
+        all returned this is True, and the next :meth:`events` call fails the
+        connection: the close frame (1002, 1007, 1009...) goes out after
+        everything sent so far, then :class:`Closed` comes with the error. So
+        the application can still answer the messages before a bad frame, as
+        the Autobahn testsuite expects (the echoes, then the close frame).
+
+        A transport holds that call until the application asks for a message
+        and none is left. :meth:`close` and the peer's EOF fail it too, and so
+        does :meth:`handle_timers`: ``close_timeout`` seconds after the error at
+        the latest, or as soon as a keepalive pong is overdue (the caller
+        stopped reading). With ``close_timeout=None`` and no keepalive, an
+        application that never asks for a message again leaves it pending, as
+        it would leave a close frame unread behind a full queue.
+        """
+        return self._failure is not None and not self._events
 
     def data_to_send(self) -> bytes:
         """Everything waiting to be written to the peer, as one ``bytes``; then empty."""
@@ -344,10 +383,14 @@ class _Connection:
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (or give up a handshake still CONNECTING).
 
-        Idempotent: closing a CLOSING or CLOSED connection does nothing.
+        Idempotent: closing a CLOSING or CLOSED connection does nothing. With a
+        protocol error pending (:attr:`failure_pending`) it fails the connection
+        instead: the peer gets that error's close code.
         """
         check_close_code(code, reason)
-        if self.state is State.OPEN:
+        if self._failure is not None:
+            self._fail_pending()
+        elif self.state is State.OPEN:
             self._send_close(code, reason)
             self.state = State.CLOSING
             self._ping_due = self._pong_deadline = None
@@ -374,6 +417,7 @@ class _Connection:
             self._ping_due,
             self._pong_deadline,
             self._close_deadline,
+            self._failure_deadline,
         ):
             if deadline is not None and (best is None or deadline < best):
                 best = deadline
@@ -397,7 +441,13 @@ class _Connection:
                     1006, "", CloseTimeout(f"peer did not answer close within {timeout}s")
                 )
         elif state is State.OPEN:
-            if self._pong_deadline is not None and now >= self._pong_deadline:
+            pong_due = self._pong_deadline is not None and now >= self._pong_deadline
+            if self._failure is not None and (
+                pong_due or (self._failure_deadline is not None and now >= self._failure_deadline)
+            ):
+                # The peer's protocol error, not a keepalive ping we stopped reading the pong of.
+                self._fail_pending()
+            elif pong_due:
                 timeout = self.config.ping_timeout
                 self.fail(
                     1011,
@@ -451,12 +501,15 @@ class _Connection:
         self.close_reason = reason
         self.close_error = error
         self._open_deadline = self._ping_due = self._pong_deadline = self._close_deadline = None
+        self._failure = self._failure_deadline = None
         self._parts = []
         self._events.append(Closed(code, reason, error))
 
     def _receive_eof(self) -> None:
         if self.state is State.CONNECTING:
             self._eof_during_handshake()
+        elif self._failure is not None:
+            self._fail_pending()
         elif self.state is not State.CLOSED:
             self._set_closed(1006, "", None)
 
@@ -469,6 +522,8 @@ class _Connection:
         raise NotImplementedError
 
     def _receive_frames(self, data: bytes) -> None:
+        if self._failure is not None:
+            return  # after a protocol error: nothing more is parsed
         framer = self._framer
         assert framer is not None
         framer.receive_bytes(data)
@@ -534,7 +589,17 @@ class _Connection:
                 message = deflate.error
             code = int(exc.code)
             error = PayloadTooBig(message) if code == 1009 else RemoteProtocolError(message, code)
-            self.fail(code, message[:123], error)
+            if self.max_pending_messages is not None and self.state is State.OPEN:
+                # Hold it back: see failure_pending.
+                self._failure = (code, message[:123], error)
+                timeout = self.config.close_timeout
+                self._failure_deadline = None if timeout is None else self._clock() + timeout
+            else:
+                self.fail(code, message[:123], error)
+
+    def _fail_pending(self) -> None:
+        assert self._failure is not None
+        self.fail(*self._failure)  # clears it
 
     def _receive_pong(self, payload: bytes) -> Pong:
         pings = self._pings

@@ -159,10 +159,22 @@ class Connection(asyncio.Protocol):
 
     # -- the engine ---------------------------------------------------------------
 
-    def _process(self) -> None:
-        """Handle the core's events, write its output, follow its next deadline."""
+    def _process(self, fire: bool = False) -> None:
+        """Handle the core's events, write its output, follow its next deadline.
+
+        A protocol error the core holds back (``failure_pending``) waits until the
+        application asks for a message with none queued (``fire``, or a ``recv``
+        already waiting): its answers to the messages before it go out first.
+        """
         core = self.core
-        events = core.events()
+        if core.failure_pending and not (fire or (self._waiter is not None and not self._queue)):
+            events: List[Any] = []
+            transport = self._transport
+            if not self._paused_reading and not self._keep_reading and transport is not None:
+                self._paused_reading = True  # what the peer sends now is dropped anyway
+                transport.pause_reading()
+        else:
+            events = core.events()
         if events:
             queue = self._queue
             queued = False
@@ -318,6 +330,9 @@ class Connection(asyncio.Protocol):
         while not queue:
             if self._close_event is not None or self._lost:
                 raise self._closed_exc()
+            if self.core.failure_pending:
+                self._process(fire=True)  # every message before it was taken: fail now
+                continue
             waiter = self._waiter = self._loop.create_future()
             try:
                 if deadline is None:

@@ -249,7 +249,9 @@ class Connection:
             while True:
                 with self._lock:
                     if not self._messages and self._core.more_buffered:
-                        self._process()  # parse what stopped at max_queue
+                        # Parse what stopped at max_queue, or fail on the protocol error
+                        # held back: every message before it was taken.
+                        self._process(fire=True)
                     if self._messages:
                         item = self._messages.popleft()
                         if self._reader == _SELECTOR and not self._interest:
@@ -556,8 +558,8 @@ class Connection:
                 break
         self._after_events()
 
-    def _process(self) -> None:
-        self._dispatch()
+    def _process(self, fire: bool = False) -> None:
+        self._dispatch(fire)
         self._after_events()
 
     def _set_room(self) -> None:
@@ -566,8 +568,12 @@ class Connection:
             None if self._draining else max(1, self._max_queue - len(self._messages))
         )
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, fire: bool = False) -> None:
         core = self._core
+        if core.failure_pending and not fire:
+            # The peer broke the protocol after messages the application may still
+            # answer: the failure waits for recv() to find the queue empty (_next_item).
+            return
         self._set_room()
         events = core.events()
         if not events:
@@ -697,6 +703,9 @@ class Connection:
     def _handshake_io(self, deadline: Optional[float]) -> List[wscore.Event]:
         """Write what the core has to send, then read until events come."""
         sock = self.sock
+        # Frames that come with the handshake (behind the 101, or before accept())
+        # are parsed as later ones are: within max_queue, a protocol error held back.
+        self._set_room()
         data = self._core.data_to_send()
         if data:
             sock.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
