@@ -121,6 +121,11 @@ def test_headers():
     assert Headers(None) == Headers()
 
 
+def test_headers_from_bytearray_and_dict():
+    assert list(Headers([(bytearray(b"X-C"), bytearray(b"v"))])) == [("X-C", "v")]
+    assert Headers({"X-D": "w"})["x-d"] == "w"
+
+
 def test_headers_tokens():
     headers = Headers([("Connection", "keep-alive, Upgrade"), ("Connection", " ,x ,")])
     assert headers.tokens("connection") == ["keep-alive", "Upgrade", "x"]
@@ -272,3 +277,14 @@ def test_import_is_pure():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_closed_exception():
+    from wscore import Closed, ConnectionClosedError, ConnectionClosedOK
+
+    ok = Closed(1000, "bye").exception()
+    assert isinstance(ok, ConnectionClosedOK) and ok.code == 1000 and ok.reason == "bye"
+    error = ValueError("bad")
+    failed = Closed(1002, "protocol", error).exception()
+    assert isinstance(failed, ConnectionClosedError) and failed.code == 1002
+    assert isinstance(Closed(1000, "", error).exception(), ConnectionClosedError)
