@@ -175,6 +175,15 @@ def _head_size(event: Union[h11.Request, h11.Response, h11.InformationalResponse
 class _Connection:
     """What servers and clients share: framing, messages, control frames, timers."""
 
+    # Slots: an instance dict costs ~1.5 KiB per connection.
+    __slots__ = (
+        "_clock", "_close_deadline", "_close_sent", "_deflate", "_events", "_failure",
+        "_failure_deadline", "_framer", "_keepalive", "_open_deadline", "_out", "_out_size",
+        "_parts", "_pending_messages", "_ping_due", "_pings", "_pong_deadline", "_stalled",
+        "close_code", "close_error", "close_reason", "config", "extensions", "latency",
+        "max_pending_messages", "request", "response", "state", "subprotocol"
+    )
+
     _is_client = False
 
     def __init__(self, config: Optional[Config], clock: Optional[Clock]) -> None:
@@ -636,14 +645,19 @@ class ServerConnection(_Connection):
     426, 431) and end with a :class:`Closed` event whose ``error`` says why.
     """
 
+    __slots__ = ("_early", "_h11")
+
     def __init__(self, config: Optional[Config] = None, *, clock: Optional[Clock] = None):
         super().__init__(config, clock)
-        self._h11 = h11.Connection(
+        #: HTTP until the handshake ends (then dropped: it is kilobytes per connection).
+        self._h11: Optional[h11.Connection] = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self.config.max_request_size
         )
         self._early = 0  # bytes received after the request, before accept()
 
     def _receive_handshake(self, data: bytes) -> None:
+        conn = self._h11
+        assert conn is not None  # CONNECTING
         if self.request is not None:
             # Waiting for accept()/respond(): keep early frames, within a bound.
             self._early += len(data)
@@ -652,11 +666,11 @@ class ServerConnection(_Connection):
                     1006, "", RemoteProtocolError("too much data before the handshake ended")
                 )
                 return
-            self._h11.receive_data(data)
+            conn.receive_data(data)
             return
-        self._h11.receive_data(data)
+        conn.receive_data(data)
         try:
-            event = self._h11.next_event()
+            event = conn.next_event()
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
             if status == 431:
@@ -796,8 +810,10 @@ class ServerConnection(_Connection):
             response_headers.add("Server", self.config.user_agent)
         for name, value in (*self.config.extra_headers, *extra_headers):
             response_headers.add(name, value)
+        conn = self._h11
+        assert conn is not None  # CONNECTING
         self._write(
-            self._h11.send(
+            conn.send(
                 h11.InformationalResponse(
                     status_code=101, headers=response_headers.raw(), reason=b"Switching Protocols"
                 )
@@ -806,7 +822,8 @@ class ServerConnection(_Connection):
         )
         self.subprotocol = subprotocol
         self.response = Response(101, response_headers, reason="Switching Protocols")
-        trailing = self._h11.trailing_data[0]
+        trailing = conn.trailing_data[0]
+        self._h11 = None
         self._open(extensions)
         if trailing:
             self._receive_frames(trailing)
@@ -862,6 +879,7 @@ class ServerConnection(_Connection):
         if self.config.user_agent and "Server" not in response:
             response.add("Server", self.config.user_agent)
         conn = self._h11
+        assert conn is not None  # CONNECTING
         try:
             phrase = http.HTTPStatus(status).phrase.encode("ascii")
         except ValueError:
@@ -911,6 +929,8 @@ class ClientConnection(_Connection):
     (with the status, headers and body) or :class:`~wscore.errors.InvalidHeader`.
     """
 
+    __slots__ = ("_h11", "_key", "_rejection", "uri")
+
     _is_client = True
 
     def __init__(
@@ -949,9 +969,11 @@ class ClientConnection(_Connection):
         for name, value in (*config.extra_headers, *extra_headers):
             headers.add(name, value)
         self.request = Request("GET", self.uri.resource, headers, "1.1", True)
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=config.max_request_size)
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=config.max_request_size)
+        #: HTTP until the handshake ends (then dropped: it is kilobytes per connection).
+        self._h11: Optional[h11.Connection] = conn
         self._write(
-            self._h11.send(
+            conn.send(
                 h11.Request(method="GET", target=self.uri.resource, headers=headers.raw())
             )
             or b""
@@ -973,6 +995,7 @@ class ClientConnection(_Connection):
 
     def _receive_handshake(self, data: bytes) -> None:
         conn = self._h11
+        assert conn is not None  # CONNECTING
         conn.receive_data(data)
         while True:  # every branch that ends the handshake returns
             try:
@@ -1037,7 +1060,10 @@ class ClientConnection(_Connection):
         self._deflate = problem
         self._open([problem] if problem is not None else [])
         self._events.append(Opened(response))
-        trailing = self._h11.trailing_data[0]
+        conn = self._h11
+        assert conn is not None  # the 101 came through it
+        trailing = conn.trailing_data[0]
+        self._h11 = None
         if trailing:
             self._receive_frames(trailing)
 
