@@ -15,7 +15,6 @@ blocks while more than ``write_limit`` bytes wait.
 
 from __future__ import annotations
 
-import collections
 import select
 import socket
 import ssl
@@ -23,7 +22,6 @@ import threading
 import time
 from typing import (
     Any,
-    Deque,
     Dict,
     Iterable,
     Iterator,
@@ -55,11 +53,40 @@ _CoreConnection = Union[wscore.ServerConnection, wscore.ClientConnection]
 _READ_SIZE = 65536
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _SELECTOR, _THREAD, _LAZY = 0, 1, 2  # who reads the socket (_LAZY: a thread, soon the loop)
-_POLL_CAP = 30.0  # longest single wait of a reader (a safety net: see _wait_time)
+_PARK_AFTER = 1.0  # a reader idle this long hands its socket to the I/O thread and sleeps
 _SEND_POLL = 1.0  # longest single wait of a blocked sender
 _LINGER = 2.0  # after the close, how long to wait for the peer's EOF
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+class _Latch:
+    """A one-shot event on a bare lock (``threading.Event`` costs ~1.5 KiB: a
+    Condition with a deque), set once under the connection's lock."""
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """True once set; False if ``timeout`` seconds passed first."""
+        if self._set:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            self._lock.release()  # let the next waiter through
+            return True
+        return self._set
 
 
 class PongWaiter:
@@ -114,10 +141,9 @@ class Connection:
         self._lock = threading.Lock()
         self._recv_guard = threading.Lock()
         self._send_lock = threading.Lock()
-        self._messages: Deque[Any] = collections.deque()
+        self._messages: List[Any] = []  # at most max_queue: pop(0) is cheap, a deque is 0.7 KiB
         self._partial: List[Data] = []  # fragments of a message recv() timed out in
-        self._pending: Deque[bytes] = collections.deque()
-        self._pending_size = 0
+        self._pending = bytearray()  # written from the front, appended at the back
         self._reader = _THREAD  # the opening handshake is read by its thread
         self._interest = 0
         self._scheduled: Optional[float] = None
@@ -126,7 +152,8 @@ class Connection:
         self._sock_closed = False
         self._force_close_at: Optional[float] = None
         self._lingering = False  # closed, FIN sent: reading until the peer's EOF
-        self._closed_event = threading.Event()
+        self._closed_event = _Latch()
+        self._parked: Optional[_Latch] = None  # set: a recv() sleeps, the I/O thread reads
         self._pongs: Dict[bytes, PongWaiter] = {}
         self._fd = sock.fileno()
         self._poll: Optional[Any] = None
@@ -253,7 +280,7 @@ class Connection:
                         # held back: every message before it was taken.
                         self._process(fire=True)
                     if self._messages:
-                        item = self._messages.popleft()
+                        item = self._messages.pop(0)
                         if self._reader == _SELECTOR and not self._interest:
                             if not self._sock_closed:
                                 self._update_interest()  # resume reading after a full queue
@@ -272,6 +299,9 @@ class Connection:
                     if time.monotonic() >= deadline:
                         raise TimeoutError(f"no message within {timeout} seconds")
                 ready = self._poll_for(events, wait)
+                if not ready and (deadline is None or time.monotonic() < deadline):
+                    owned = self._park(deadline)
+                    continue
                 with self._lock:
                     if self._sock_closed:
                         continue
@@ -291,17 +321,36 @@ class Connection:
                         self._reader = _SELECTOR
 
     def _wait_time(self, deadline: Optional[float]) -> Optional[float]:
-        """How long a reader may sleep in ``poll``.
+        """How long a reader may sleep in ``poll`` before it parks (see ``_park``).
 
         The core's timers are the I/O thread's job (``on_timer``), whoever reads
-        the socket, so an idle reader sleeps until data comes: 10,000 handlers
-        waiting in ``recv()`` cost no wake-ups. Closing the socket (``shutdown``)
-        wakes the poll; ``_POLL_CAP`` only bounds a lost wake-up.
+        the socket, so the reader wakes only for data or its own ``deadline``.
         """
-        wait = _POLL_CAP
+        wait = _PARK_AFTER
         if deadline is not None:
             wait = min(wait, deadline - time.monotonic())
         return max(0.0, wait)
+
+    def _park(self, deadline: Optional[float]) -> bool:
+        """The reader found nothing for ``_PARK_AFTER``: give the socket to the I/O thread.
+
+        The thread then sleeps on a latch until a message, the close or a held-back
+        failure comes (``_dispatch``), the socket closes, or ``deadline`` passes.
+        Meanwhile the I/O thread answers pings on its own: 10,000 idle connections
+        answer a burst of pings from one loop, without waking 10,000 threads.
+        Returns whether the calling thread still owns the socket (it never does).
+        """
+        with self._lock:
+            if self._sock_closed or self._messages or self._closed is not None:
+                return True  # owned: the loop will find out at once
+            latch = self._parked = _Latch()
+            self._reader = _SELECTOR
+            self._update_interest()
+            self._schedule()
+        latch.wait(None if deadline is None else deadline - time.monotonic())
+        with self._lock:
+            self._parked = None
+        return False
 
     def _poll_for(self, events: int, wait: Optional[float]) -> int:
         poller = self._poll
@@ -335,7 +384,7 @@ class Connection:
                     self._check_sendable()
                     self._core.send(message)
                     self._flush()
-                    if self._pending_size <= self._allowed_pending():
+                    if len(self._pending) <= self._allowed_pending():
                         return
                 self._wait_drained()
                 return
@@ -374,7 +423,7 @@ class Connection:
     def _wait_drained(self) -> None:
         while True:
             with self._lock:
-                if self._pending_size <= self._allowed_pending():
+                if len(self._pending) <= self._allowed_pending():
                     return
                 if self._sock_closed:
                     raise self._closed_error()
@@ -573,6 +622,8 @@ class Connection:
         if core.failure_pending and not fire:
             # The peer broke the protocol after messages the application may still
             # answer: the failure waits for recv() to find the queue empty (_next_item).
+            if self._parked is not None:
+                self._parked.set()  # a recv() is waiting: that is now
             return
         self._set_room()
         events = core.events()
@@ -593,6 +644,8 @@ class Connection:
                         waiter._resolve(event.latency, None)  # type: ignore[attr-defined]
             elif kind is Closed:
                 self._closed = event  # type: ignore[assignment]
+        if self._parked is not None and (messages or self._closed is not None):
+            self._parked.set()
 
     def _after_events(self) -> None:
         self._flush()
@@ -636,29 +689,24 @@ class Connection:
                     return
                 if sent == len(data):
                     return
-                data = data[sent:]
-            pending.append(data)
-            self._pending_size += len(data)
+                pending += memoryview(data)[sent:]
+            else:
+                pending += data
         while pending:
-            chunk = pending[0]
             try:
-                sent = self.sock.send(chunk)
+                sent = self.sock.send(pending)
             except _WOULD_BLOCK:
                 return
             except OSError:
                 self._broken()
                 return
-            self._pending_size -= sent
-            if sent == len(chunk):
-                pending.popleft()
-            else:
-                pending[0] = chunk[sent:]
-                return
+            del pending[:sent]  # O(1): the buffer's start moves
+            if pending:
+                return  # the kernel took what it could
 
     def _broken(self) -> None:
         """The socket failed while writing: drop what waits and treat it as EOF."""
         self._pending.clear()
-        self._pending_size = 0
         if self._closed is None:
             self._core.receive_data(b"")
             self._dispatch()
@@ -687,6 +735,8 @@ class Connection:
             waiter._resolve(None, error)
         self._pongs.clear()
         self._closed_event.set()
+        if self._parked is not None:
+            self._parked.set()
         self._on_closed()
 
     def _on_closed(self) -> None:

@@ -463,7 +463,7 @@ def broadcast(
             continue
         try:
             with conn._lock:
-                if conn._core.state is not State.OPEN or conn._pending_size > conn._write_limit:
+                if conn._core.state is not State.OPEN or len(conn._pending) > conn._write_limit:
                     skipped.append(conn)
                     continue
                 conn._core.send(message)
