@@ -129,6 +129,35 @@ async def run(port: int, pid: int, conns: int, rounds: int, budget: float) -> di
     return out
 
 
+FLOOR_CODE = """
+import sys, threading, time
+def rss():
+    with open('/proc/self/status') as f:
+        return next(int(l.split()[1]) for l in f if l.startswith('VmRSS:'))
+threading.stack_size(256 * 1024)
+n = int(sys.argv[1])
+gate = threading.Lock(); gate.acquire()
+before = rss()
+for _ in range(n):
+    threading.Thread(target=gate.acquire, daemon=True).start()
+time.sleep(0.5)
+print(round((rss() - before) / n, 1))
+"""
+
+
+def thread_floor(n: int = 5000) -> float:
+    """RSS in KiB of one bare Python thread blocked on a lock (256 KiB stack), measured
+    in a fresh interpreter: the floor of any thread-per-connection server."""
+    out = subprocess.run(
+        [sys.executable, "-c", FLOOR_CODE, str(n)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return float(out.stdout.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--conns", type=int, default=10000)
@@ -137,7 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=float, default=2.0, help="ping answer limit in seconds")
     ap.add_argument("--budget", type=float, default=120.0, help="seconds allowed for opening")
     ap.add_argument("--json", help="also write the result to this file")
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="only measure a bare Python thread's memory (the per-thread floor)",
+    )
     args = ap.parse_args(argv)
+    if args.floor:
+        print(
+            f"a bare Python thread blocked on a lock: {thread_floor()} KiB of RSS "
+            f"(Python {sys.version.split()[0]})"
+        )
+        return 0
     raise_nofile()
     proc, port = start_server(args.transport)
     try:
@@ -152,11 +192,13 @@ def main(argv: list[str] | None = None) -> int:
             proc.kill()
     result["transport"] = args.transport
     result["machine"] = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
+    result["thread_floor_kib"] = thread_floor()
     print(
         f"{args.transport} server: {result['opened']}/{result['conns']} connections opened in "
         f"{result['open_s']} s; {result['kib_per_conn']} KiB of server RSS per connection "
         f"(RSS {result['rss_mib']} MiB, {result['server_threads']} threads)"
     )
+    print(f"  (a bare Python thread costs {result['thread_floor_kib']} KiB here)")
     if result["open_errors"]:
         print("  open errors:", "; ".join(result["open_errors"]))
     print("| round | mode | answered | median ms | p99 ms | max ms | wall s |")
