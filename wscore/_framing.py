@@ -202,6 +202,24 @@ class _Decoder(FrameDecoder):
         #: Wait for whole binary frames rather than taking them in pieces (not when
         #: streaming: pieces are delivered as they arrive).
         self.whole_frames = False
+        # A large whole frame being received: its later reads are kept as they came
+        # and joined once, instead of growing the buffer (which reallocates and may
+        # copy it again and again): (end, payload start, mask key, opcode, length).
+        self._large: Optional[tuple[int, int, Optional[bytes], Opcode, int]] = None
+        self._pieces: list[bytes] = []
+        self._pieces_size = 0
+
+    def receive_bytes(self, data: bytes) -> None:
+        if self._large is not None:
+            self._pieces.append(data)
+            self._pieces_size += len(data)
+        else:
+            self.buffer.feed(data)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not parsed yet."""
+        return len(self.buffer) + self._pieces_size
 
     def parse_header(self) -> bool:
         if not super().parse_header():
@@ -236,6 +254,8 @@ class _Decoder(FrameDecoder):
         return True
 
     def process_buffer(self) -> Optional[Frame]:
+        if self._large is not None:
+            return self._join_large()
         if self.header is None:
             fast = self._fast_frame()
             if fast is not _SLOW:
@@ -299,6 +319,9 @@ class _Decoder(FrameDecoder):
             # Buffering the whole frame (at most max_size) costs no more memory
             # than joining its pieces into the message, and copies it fewer times
             # (unmasking in one pass; 1 MiB unmasked: 0.67x wsproto's time).
+            if wait is None and end - available >= _LARGE and available >= end - length:
+                key = bytes(data[start : start + 4]) if masked else None
+                self._large = (end, end - length, key, opcode, length)
             return wait
         if masked:
             payload = mask(memoryview(data)[start + 4 : end], bytes(data[start : start + 4]))
@@ -313,7 +336,42 @@ class _Decoder(FrameDecoder):
         return Frame(opcode, payload, True, True)
 
 
+    def _join_large(self) -> Optional[Frame]:
+        """The large frame of ``_large`` once its pieces are all here, else None."""
+        assert self._large is not None
+        end, start, key, opcode, length = self._large
+        data = self.buffer.buffer
+        if len(data) + self._pieces_size < end:
+            return None
+        pieces, self._pieces, self._pieces_size = self._pieces, [], 0
+        self._large = None
+        view = memoryview(data)
+        parts: list[Union[bytes, memoryview]] = [view[start:]]
+        missing = end - len(data)
+        rest: list[Union[bytes, memoryview]] = []
+        for i, piece in enumerate(pieces):
+            if len(piece) <= missing:
+                parts.append(piece)
+                missing -= len(piece)
+            else:
+                parts.append(memoryview(piece)[:missing])
+                rest = [memoryview(piece)[missing:], *pieces[i + 1 :]]
+                break
+        payload = b"".join(parts)  # the only copy of the payload (two when masked)
+        del parts
+        view.release()
+        del data[:]
+        for tail in rest:
+            data += tail
+        if key is not None:
+            payload = mask(payload, key)
+        self.message_size = length
+        self.compressed = self.in_message = False
+        return Frame(opcode, payload, True, True)
+
+
 _SLOW = object()
+_LARGE = 128 * 1024  # frames this much larger than what is buffered are collected
 _FAST_OPCODES = {0x81: _TEXT, 0x82: _BINARY, 0xC1: _TEXT, 0xC2: _BINARY}
 
 _HEAD = struct.Struct("!BB")
@@ -368,7 +426,9 @@ class Framer(FrameProtocol):
     @property
     def buffered(self) -> int:
         """Bytes received and not parsed yet."""
-        return len(self._frame_decoder.buffer)
+        decoder = self._frame_decoder
+        assert isinstance(decoder, _Decoder)
+        return decoder.buffered
 
     def _process_close(self, frame: Frame) -> Frame:
         payload = frame.payload

@@ -25,8 +25,8 @@ SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, 3 * 2**20]
 
 
 def decoder_buffer(conn) -> int:
-    """Bytes held by the frame decoder (wsproto's buffer)."""
-    return len(conn._framer._frame_decoder.buffer)
+    """Bytes held by the frame decoder (wsproto's buffer and a large frame's pieces)."""
+    return conn._framer.buffered
 
 
 @pytest.mark.parametrize("compression", ["deflate", None])
@@ -636,6 +636,29 @@ def test_unmasked_binary_frames_kept_whole_unless_streaming(size, streaming, who
         assert b"".join(e.data for e in events) == b"z" * size
     else:
         assert events == [Message(b"z" * size)]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("cut", [1, 1000, 65536, 200_001, 300_000, 10**7])
+def test_large_frame_pieces_joined_once(masked, cut):
+    # A large frame is collected piece by piece, then joined; whatever follows it in
+    # the last piece (here a small message and a ping) is parsed after it.
+    pair = Pair(Config(compression=None, max_size=None), Config(compression=None, max_size=None))
+    sender, receiver = (pair.client, pair.server) if masked else (pair.server, pair.client)
+    big = bytes(range(256)) * 1200  # 307,200 bytes
+    sender.send(big)
+    sender.send(b"after")
+    sender.ping(b"p")
+    data = sender.data_to_send()
+    events = []
+    for i in range(0, len(data), cut):
+        receiver.receive_data(data[i : i + cut])
+        events += receiver.events()
+        if cut < len(big) and i + cut < len(big):
+            assert 0 < decoder_buffer(receiver) <= i + cut  # all kept, nothing parsed yet
+    assert events[:2] == [Message(big), Message(b"after")]
+    assert isinstance(events[2], Ping)
+    assert decoder_buffer(receiver) == 0
 
 
 @pytest.mark.parametrize("max_size, ok", [(None, True), (4, True), (3, False)])
