@@ -59,7 +59,7 @@ _BytesLike = (bytes, bytearray, memoryview)
 _MAX_PINGS = 64  # the core forgets older pings too
 _OK_CODES = (1000, 1001, 1005)
 _LINGER = 2.0  # at most this long after a failure, waiting for the peer to hang up
-_CORK_LIMIT = 65536  # at most this many bytes of answers wait for the end of a loop turn
+_CORK_LIMIT = 16384  # answers held for the end of a loop turn, at most (small messages)
 #: The clock of the cores (pass it as ``clock=`` when making one).
 CLOCK = time.monotonic
 
