@@ -7,6 +7,7 @@ import time
 from typing import Any, Callable, List
 
 import pytest
+from threaded_support import wait_until
 
 from transports.threaded import Server
 from transports.threaded import connection as connection_module
@@ -18,14 +19,6 @@ Start = Callable[..., Server]
 def quick_parking(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connection_module, "_PARK_AFTER", 0.1)
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def parked_server(start_server: Start) -> tuple:

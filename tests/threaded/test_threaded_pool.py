@@ -7,20 +7,13 @@ import time
 from typing import Any, Callable
 
 import pytest
+from threaded_support import wait_until
 
 from transports.threaded import Server
 from transports.threaded import server as server_module
 
 Start = Callable[..., Server]
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def ident_handler(seen: list) -> Callable[[Any], None]:
