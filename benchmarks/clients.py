@@ -678,6 +678,17 @@ async def _gather_limited(coros_factory, n, limit):
     return await asyncio.gather(*(one(i) for i in range(n)))
 
 
+def _flow_result(msgs: int, elapsed: float, st: Stats, w: dict) -> dict:
+    """What an echo/stream/many workload reports."""
+    return {
+        "msgs": msgs,
+        "elapsed": elapsed,
+        "server_cpu": st.srv_cpu,
+        "client_cpu": st.cli_cpu,
+        "bytes": msgs * int(w["size"]),
+    }
+
+
 async def async_workload(drv, url, w, server_pid):
     kind = w["kind"]
     duration = float(w.get("duration", 1.0))
@@ -701,13 +712,7 @@ async def async_workload(drv, url, w, server_pid):
             await asyncio.wait_for(
                 asyncio.gather(*(drv.close(c) for c in conns), return_exceptions=True), 30
             )
-        return {
-            "msgs": msgs,
-            "elapsed": elapsed,
-            "server_cpu": st.srv_cpu,
-            "client_cpu": st.cli_cpu,
-            "bytes": msgs * int(w["size"]),
-        }
+        return _flow_result(msgs, elapsed, st, w)
     if kind == "handshake":
         conc = int(w.get("concurrency", 1))
         t0 = now()
@@ -785,13 +790,7 @@ def sync_workload(drv, url, w, server_pid):
                 drv.close(c)
             except Exception:
                 pass
-        return {
-            "msgs": msgs,
-            "elapsed": elapsed,
-            "server_cpu": st.srv_cpu,
-            "client_cpu": st.cli_cpu,
-            "bytes": msgs * int(w["size"]),
-        }
+        return _flow_result(msgs, elapsed, st, w)
     if kind == "handshake":
         conc = int(w.get("concurrency", 1))
         t0 = now()

@@ -91,21 +91,7 @@ def run_client(
     log_dir: Path,
 ) -> list[dict]:
     """Run one load-generator process; return one dict per workload."""
-    args = [
-        PY,
-        "-m",
-        "benchmarks.clients",
-        "--client",
-        client,
-        "--port",
-        str(port),
-        "--server-pid",
-        str(server_pid),
-        "--workloads",
-        json.dumps(workloads),
-    ]
-    if cpu:
-        args += ["--cpu", cpu]
+    args = _client_args(client, port, workloads, cpu) + ["--server-pid", str(server_pid)]
     with open(log_dir / f"client-{client}.err", "ab") as err:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=_env(), cwd=str(ROOT))
         try:
@@ -126,6 +112,13 @@ def run_client(
     return results
 
 
+def _client_args(client: str, port: int, workloads: list, cpu: str | None) -> list[str]:
+    """The command line of a ``benchmarks.clients`` process."""
+    args = [PY, "-m", "benchmarks.clients", "--client", client, "--port", str(port)]
+    args += ["--workloads", json.dumps(workloads)]
+    return args + (["--cpu", cpu] if cpu else [])
+
+
 class Holder:
     """A client process holding many idle connections (memory scenario)."""
 
@@ -139,19 +132,7 @@ class Holder:
         open_budget: float = 60.0,
     ):
         w = [{"name": "hold", "kind": "hold", "conns": conns, "open_budget": open_budget}]
-        args = [
-            PY,
-            "-m",
-            "benchmarks.clients",
-            "--client",
-            client,
-            "--port",
-            str(port),
-            "--workloads",
-            json.dumps(w),
-        ]
-        if cpu:
-            args += ["--cpu", cpu]
+        args = _client_args(client, port, w, cpu)
         self.err = open(log_dir / f"holder-{client}.err", "ab")
         self.proc = subprocess.Popen(
             args,

@@ -338,7 +338,8 @@ class Connection:
         failure comes (``_dispatch``), the socket closes, or ``deadline`` passes.
         Meanwhile the I/O thread answers pings on its own: 10,000 idle connections
         answer a burst of pings from one loop, without waking 10,000 threads.
-        Returns whether the calling thread still owns the socket (it never does).
+        Returns True if it did not park (the caller keeps the socket), False once
+        it slept (the I/O thread has the socket; ``recv`` takes it back if needed).
         """
         with self._lock:
             if self._sock_closed or self._messages or self._closed is not None:
