@@ -5,10 +5,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
 
 import pytest
-from threaded_support import echo
+from threaded_support import echo, wait_until
 
 from transports.threaded import (
     ConnectionClosed,
@@ -21,14 +21,14 @@ from transports.threaded import (
 Start = Callable[..., Server]
 
 
-def blocked_recv(ws: Any) -> queue.Queue[Any]:
+def blocked_recv(ws: Any, timeout: Optional[float] = 10) -> queue.Queue[Any]:
     """Start a thread blocked in ``ws.recv()``; its outcome lands in the queue."""
     outcome: queue.Queue[Any] = queue.Queue()
 
     def run() -> None:
         start = time.monotonic()
         try:
-            outcome.put((ws.recv(timeout=10), time.monotonic() - start))
+            outcome.put((ws.recv(timeout=timeout), time.monotonic() - start))
         except Exception as exc:
             outcome.put((exc, time.monotonic() - start))
 
@@ -57,6 +57,30 @@ def test_abort_while_another_thread_receives(echo_server: Server, client: Any) -
     assert time.monotonic() - start < 0.9, "recv() noticed the abort only at its poll cap"
     assert isinstance(exc, ConnectionClosedError)
     assert ws.close_code == 1006
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_abort_wakes_a_recv_without_timeout(
+    start_server: Start, client: Any, tls_contexts: tuple, tls: bool
+) -> None:
+    # Without a timeout, a reader on a plain socket sleeps in a blocking recv()
+    # (Linux), outside the lock; over TLS it polls. Either way the abort wakes it
+    # at once, and the socket is closed once the reader let go of it.
+    if tls:
+        server_ctx, client_ctx = tls_contexts
+        server = start_server(echo, ssl=server_ctx)
+        ws = client(f"wss://localhost:{server.port}/", ssl=client_ctx)
+    else:
+        ws = client(start_server(echo))
+    ws.send("before")
+    assert ws.recv() == "before"
+    outcome = blocked_recv(ws, timeout=None)
+    start = time.monotonic()
+    ws.abort()
+    exc, _ = outcome.get(timeout=5)
+    assert time.monotonic() - start < 0.9, "recv() noticed the abort only after it timed out"
+    assert isinstance(exc, ConnectionClosedError)
+    assert wait_until(lambda: ws.sock.fileno() == -1)
 
 
 def test_peer_drop_while_receiving(start_server: Start, client: Any) -> None:

@@ -1,10 +1,13 @@
 """A WebSocket connection over a blocking-style API, driven by threads.
 
-One :class:`Connection` wraps a socket and a ``wscore`` core. The socket stays
-non-blocking; whoever reads it holds ``_lock`` while feeding the core:
+One :class:`Connection` wraps a socket and a ``wscore`` core. Whoever reads the
+socket holds ``_lock`` while feeding the core:
 
 * a thread in :meth:`Connection.recv` with nothing queued reads the socket itself
-  (see ``ioloop``: it takes the socket away from the I/O thread and gives it back);
+  (see ``ioloop``: it takes the socket away from the I/O thread and gives it back).
+  On Linux, for plain sockets, it sleeps in a blocking ``recv`` (``SO_RCVTIMEO``
+  bounds it), outside the lock: one system call per message instead of ``poll``
+  then ``recv``; everything else passes ``MSG_DONTWAIT``, so it never blocks;
 * otherwise the I/O thread reads it, answers pings and closes, and queues messages
   up to ``max_queue`` before it stops reading (then TCP pushes back on the peer).
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import struct
+import sys
 import threading
 import time
 from typing import (
@@ -57,6 +62,10 @@ _PARK_AFTER = 1.0  # a reader idle this long hands its socket to the I/O thread 
 _SEND_POLL = 1.0  # longest single wait of a blocked sender
 _LINGER = 2.0  # after the close, how long to wait for the peer's EOF
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
+# A reader blocked in recv() wakes after _PARK_AFTER without data (then parks).
+_BLOCKING_READS = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
+_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
+_RCVTIMEO = struct.pack("ll", int(_PARK_AFTER), int(_PARK_AFTER % 1 * 1e6))
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
@@ -146,6 +155,8 @@ class Connection:
         self._pending = bytearray()  # written from the front, appended at the back
         self._reader = _THREAD  # the opening handshake is read by its thread
         self._interest = 0
+        self._flags = 0  # MSG_DONTWAIT once the socket is in blocking mode (_start_io)
+        self._recv_busy = False  # a reader sleeps in a blocking recv(): keep the fd open
         self._scheduled: Optional[float] = None
         self._draining = False  # we closed: keep reading for the peer's close
         self._closed: Optional[Closed] = None
@@ -293,8 +304,21 @@ class Connection:
                         if self._interest:
                             self._interest = 0
                             self._loop.watch(self, 0)
-                    wait = self._wait_time(deadline)
-                    events = POLLIN | (POLLOUT if self._pending else 0)
+                    blocking = (
+                        self._flags
+                        and deadline is None
+                        and not self._pending
+                        and not self._core.more_buffered
+                    )
+                    if blocking:
+                        self._recv_busy = True
+                    else:
+                        wait = self._wait_time(deadline)
+                        events = POLLIN | (POLLOUT if self._pending else 0)
+                if blocking:
+                    if not self._receive_blocking():
+                        owned = self._park(deadline)
+                    continue
                 if wait is not None and wait <= 0 and deadline is not None:
                     if time.monotonic() >= deadline:
                         raise TimeoutError(f"no message within {timeout} seconds")
@@ -319,6 +343,27 @@ class Connection:
                         self._loop.adopt_later(self)
                     else:
                         self._reader = _SELECTOR
+
+    def _receive_blocking(self) -> bool:
+        """Sleep in ``recv`` until data comes (outside the lock); False after
+        ``_PARK_AFTER`` without any (``SO_RCVTIMEO``): then the caller parks."""
+        try:
+            data: Optional[bytes] = self.sock.recv(_READ_SIZE)
+        except _WOULD_BLOCK:
+            data = None
+        except OSError:
+            data = b""
+        with self._lock:
+            self._recv_busy = False
+            if self._sock_closed:
+                self._close_fd()  # _close_socket left it open for us
+                return True
+            if data is None:
+                return False
+            self._read_some(data)
+            if self._closed is None:
+                self._run_timers()
+        return True
 
     def _wait_time(self, deadline: Optional[float]) -> Optional[float]:
         """How long a reader may sleep in ``poll`` before it parks (see ``_park``).
@@ -565,17 +610,20 @@ class Connection:
             self._interest = interest
             self._loop.watch(self, interest)
 
-    def _read_some(self) -> None:
+    def _read_some(self, first: Optional[bytes] = None) -> None:
+        """Read what the socket has (``first``: what a blocking ``recv`` got) and
+        feed it to the core."""
         core = self._core
         sock = self.sock
-        if core.more_buffered:
+        flags = self._flags
+        if first is None and core.more_buffered:
             self._process()
             if core.more_buffered:
                 return
         if self._lingering:
             for _ in range(16):
                 try:
-                    if not sock.recv(_READ_SIZE):
+                    if not sock.recv(_READ_SIZE, flags):
                         break
                 except _WOULD_BLOCK:
                     return
@@ -586,12 +634,15 @@ class Connection:
             self._close_socket()
             return
         for _ in range(16):
-            try:
-                data = sock.recv(_READ_SIZE)
-            except _WOULD_BLOCK:
-                break
-            except OSError:
-                data = b""
+            if first is not None:
+                data, first = first, None
+            else:
+                try:
+                    data = sock.recv(_READ_SIZE, flags)
+                except _WOULD_BLOCK:
+                    break
+                except OSError:
+                    data = b""
             self._set_room()
             core.receive_data(data)
             self._dispatch()
@@ -682,7 +733,7 @@ class Connection:
         if data:
             if not pending:
                 try:
-                    sent = self.sock.send(data)
+                    sent = self.sock.send(data, self._flags)
                 except _WOULD_BLOCK:
                     sent = 0
                 except OSError:
@@ -695,7 +746,7 @@ class Connection:
                 pending += data
         while pending:
             try:
-                sent = self.sock.send(pending)
+                sent = self.sock.send(pending, self._flags)
             except _WOULD_BLOCK:
                 return
             except OSError:
@@ -724,13 +775,13 @@ class Connection:
             self._interest = 0
             self._loop.watch(self, 0)
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)  # also wakes a blocking recv()
         except OSError:
             pass
-        try:
-            self.sock.close()
-        except OSError:  # pragma: no cover
-            pass
+        if not self._recv_busy:
+            # Else the reader closes it when its recv() returns: closing an fd that
+            # another thread reads lets a new connection reuse the number under it.
+            self._close_fd()
         error = self._closed_error()
         for waiter in self._pongs.values():
             waiter._resolve(None, error)
@@ -739,6 +790,12 @@ class Connection:
         if self._parked is not None:
             self._parked.set()
         self._on_closed()
+
+    def _close_fd(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover
+            pass
 
     def _on_closed(self) -> None:
         """Hook for servers to forget the connection."""
@@ -781,7 +838,13 @@ class Connection:
 
     def _start_io(self) -> None:
         """The handshake is over: hand the socket to the I/O thread."""
-        self.sock.setblocking(False)
+        sock = self.sock
+        if _BLOCKING_READS and not isinstance(sock, ssl.SSLSocket):
+            sock.settimeout(None)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _RCVTIMEO)
+            self._flags = _DONTWAIT
+        else:
+            sock.setblocking(False)
         with self._lock:
             self._reader = _SELECTOR
             self._process()
