@@ -816,12 +816,24 @@ class Connection:
         self._set_room()
         data = self._core.data_to_send()
         if data:
-            sock.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
-            sock.sendall(data)
+            self._send_all(data, deadline)
+        first = True
         while True:
             events = self._core.events()
             if events:
                 return events
+            if first and _BLOCKING_READS and sock.gettimeout() is None:
+                # A server's accepted socket: the request is usually here already
+                # (one recv; no ioctl for a timeout, no poll).
+                first = False
+                try:
+                    self._core.receive_data(sock.recv(_READ_SIZE, _DONTWAIT))
+                    continue
+                except _WOULD_BLOCK:
+                    pass
+                except OSError:
+                    self._core.receive_data(b"")
+                    continue
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -836,21 +848,42 @@ class Connection:
                 chunk = b""
             self._core.receive_data(chunk)
 
+    def _send_all(self, data: bytes, deadline: Optional[float]) -> None:
+        """Write a handshake message, within ``deadline``."""
+        sock = self.sock
+        if _BLOCKING_READS and sock.gettimeout() is None:
+            try:  # it fits the kernel's buffer: no ioctl for a timeout, no poll
+                sent = sock.send(data, _DONTWAIT)
+            except _WOULD_BLOCK:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        sock.settimeout(None if deadline is None else max(0.001, deadline - time.monotonic()))
+        sock.sendall(data)
+
     def _start_io(self) -> None:
-        """The handshake is over: hand the socket to the I/O thread."""
+        """The handshake is over: the socket is the I/O thread's, or its handler's.
+
+        The I/O thread gets it only if the handler is not back in ``recv()``
+        soon (see ``IOLoop.adopt_later``): a handler that reads at once costs no
+        registration and no wake-up of the I/O thread.
+        """
         sock = self.sock
         if _BLOCKING_READS and not isinstance(sock, ssl.SSLSocket):
-            sock.settimeout(None)
+            if sock.gettimeout() is not None:
+                sock.settimeout(None)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _RCVTIMEO)
             self._flags = _DONTWAIT
         else:
             sock.setblocking(False)
         with self._lock:
-            self._reader = _SELECTOR
+            self._reader = _LAZY
             self._process()
             if not self._sock_closed:
-                self._update_interest()
                 self._schedule()
+                if self._reader == _LAZY:
+                    self._loop.adopt_later(self)
 
     def _finish_handshake_write(self) -> None:
         """Write a handshake answer (e.g. an HTTP response) and close."""

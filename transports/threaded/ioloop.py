@@ -21,7 +21,7 @@ import selectors
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .._common import logger
 
@@ -54,6 +54,7 @@ class IOLoop:
         self._sleep_until = 0.0
         self._pending_calls: List[Callable[[], Any]] = []
         self._lazy: Dict[Connection, float] = {}
+        self._watched: Set[Any] = set()  # what is registered in the selector
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -76,18 +77,23 @@ class IOLoop:
 
     def watch(self, conn: Connection, events: int) -> None:
         """Watch ``conn``'s socket for ``events`` (0: stop watching)."""
+        # Registration is tracked here: the selector's KeyError for an unknown
+        # socket formats the socket's repr, two system calls per connection.
         with self._lock:
             sock = conn.sock
+            watched = self._watched
             try:
                 if events:
-                    try:
+                    if conn in watched:
                         self._selector.modify(sock, events, conn)
-                    except KeyError:
+                    else:
                         self._selector.register(sock, events, conn)
-                else:
+                        watched.add(conn)
+                elif conn in watched:
+                    watched.discard(conn)
                     self._selector.unregister(sock)
             except (KeyError, ValueError, OSError):
-                pass  # closed meanwhile
+                watched.discard(conn)  # closed meanwhile
 
     def schedule(self, conn: Connection, deadline: float) -> None:
         """Make sure the loop looks at ``conn`` no later than ``deadline``."""

@@ -385,10 +385,9 @@ class Server:
         if core.state is State.OPEN:
             data = core.data_to_send()
             if data:
-                conn.sock.settimeout(
-                    None if deadline is None else max(0.5, deadline - time.monotonic())
+                conn._send_all(
+                    data, None if deadline is None else max(deadline, time.monotonic() + 0.5)
                 )
-                conn.sock.sendall(data)
             return True
         conn._finish_handshake_write()
         return False
