@@ -157,7 +157,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="about 3 minutes")
     ap.add_argument("--only", default="", help=f"comma list of {','.join(S.ALL_SCENARIOS)}")
     ap.add_argument("--libs", default="", help="comma list of library names to keep")
-    ap.add_argument("--pin", default="auto", choices=["auto", "same", "split", "none"])
+    ap.add_argument(
+        "--pin",
+        default="same",
+        choices=["auto", "same", "split", "none"],
+        help="same (default): server and load generator on CPU 0, the steadiest here and "
+        "comparable from run to run; split: CPU 0 and 1; auto: measure both, keep the steadier",
+    )
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--duration", type=float, default=None, help="seconds per measurement")
     ap.add_argument("--memory-conns", default=None, help="e.g. 1000,10000")
@@ -256,7 +262,10 @@ def main(argv=None) -> int:
         )
     else:
         mode = args.pin
-        notes.append(f"pinning: `{mode}` (forced)")
+        notes.append(
+            f"pinning: `{mode}`"
+            + ("" if mode == "none" else f" (server on CPU 0, client on CPU {PIN_MODES[mode][1]})")
+        )
     meta["pin"] = mode
     scpu, ccpu = PIN_MODES[mode]
     print(notes[-1], file=sys.stderr)
