@@ -11,7 +11,7 @@ import time
 from typing import Any, Callable, List
 
 import pytest
-from threaded_support import HOST, echo, uri
+from threaded_support import HOST, echo, uri, wait_until
 
 from transports.threaded import (
     ConnectionClosed,
@@ -349,5 +349,42 @@ def test_protocol_errors_close_the_connection(start_server: Start, frame: bytes,
         assert exc.code == code
         reply = sock.recv(2 + 125)
         assert reply[0] == 0x88 and int.from_bytes(reply[2:4], "big") == code
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["clean-close", "protocol-error"])
+def test_server_closes_tcp_after_the_closing_handshake(start_server: Start, clean: bool) -> None:
+    # After a clean closing handshake nothing may follow the peer's close frame, so
+    # the server closes TCP at once (RFC 6455, 7.1.1), with a FIN, not a reset. After
+    # an error it lingers instead: it sends FIN and reads until the peer's EOF, so its
+    # close frame is not destroyed by a reset for unread bytes.
+    conns: queue.Queue[Any] = queue.Queue()
+
+    def handler(ws: Any) -> None:
+        conns.put(ws)
+        for _ in ws:
+            pass
+
+    server = start_server(handler)
+    sock = raw_handshake(server.port)
+    try:
+        ws = conns.get(timeout=5)
+        close = b"\x88\x82\x00\x00\x00\x00\x03\xe8" if clean else b"\x81\x02hi"
+        sock.sendall(close)
+        sock.settimeout(5)
+        received = b""
+        while True:
+            chunk = sock.recv(4096)  # the server's close frame, then its FIN
+            if not chunk:
+                break
+            received += chunk
+        assert received[:1] == b"\x88"
+        # The client keeps its side open. A clean close left nothing to wait for.
+        if clean:
+            assert wait_until(lambda: ws.sock.fileno() == -1, timeout=1.0)
+        else:
+            time.sleep(0.3)
+            assert ws.sock.fileno() != -1  # lingering until our EOF (or 2 s)
     finally:
         sock.close()

@@ -715,7 +715,18 @@ class Connection:
                     self._update_interest()
                     self._schedule()
             elif not self._pending and not self._lingering:
-                self._linger()
+                closed = self._closed
+                if (
+                    closed.error is None
+                    and closed.code != 1006
+                    and isinstance(self._core, wscore.ServerConnection)
+                ):
+                    # Both close frames went through: nothing may follow the peer's,
+                    # so nothing unread can turn our FIN into a reset. The server
+                    # closes TCP first (RFC 6455, 7.1.1), without waiting for EOF.
+                    self._close_socket()
+                else:
+                    self._linger()
 
     def _linger(self) -> None:
         """Everything is written: send FIN, then read until the peer closes too.
