@@ -332,7 +332,8 @@ class _Decoder(FrameDecoder):
         first = data[pos]
         opcode = _FAST_OPCODES.get(first)  # FIN set, RSV2-3 clear, text or binary
         if opcode is None:
-            return _SLOW
+            control = _FAST_CONTROL.get(first)  # FIN set, RSV clear: close, ping, pong
+            return _SLOW if control is None else self._fast_control(data, pos, control)
         compressed = first & 0x40  # RSV1
         deflate = self.deflate
         if deflate is None:
@@ -391,6 +392,36 @@ class _Decoder(FrameDecoder):
             payload = deflate.inflate_message(payload, self.client)
         self.message_size = length
         self.compressed = self.in_message = False
+        return Frame(opcode, payload, True, True)
+
+    def _fast_control(self, data: Union[bytes, bytearray], pos: int, opcode: Opcode) -> object:
+        """A whole close, ping or pong frame at ``data[pos:]``, else ``_SLOW``.
+
+        wsproto's path costs ~10 us per control frame (a close ends every
+        connection, a ping comes every keepalive interval); its checks are here.
+        """
+        deflate = self.deflate
+        if deflate is not None and deflate._inbound_compressed is not None:
+            return _SLOW  # between the fragments of a compressed message
+        second = data[pos + 1]
+        masked = second & 0x80
+        length = second & 0x7F
+        if bool(masked) == self.client or length > 125:
+            return _SLOW  # wsproto raises
+        start = pos + (6 if masked else 2)
+        end = start + length
+        if len(data) < end:
+            return _SLOW
+        if masked:
+            payload = mask(memoryview(data)[start:end], bytes(data[start - 4 : start]))
+        else:
+            payload = bytes(memoryview(data)[start:end])
+        if data is self._chunk:
+            self._pos = end
+            if end == len(data):
+                self._chunk = None
+        else:
+            del data[:end]  # type: ignore[union-attr]  # the buffer: a bytearray
         return Frame(opcode, payload, True, True)
 
     def _collect(
@@ -497,6 +528,7 @@ _SLOW = object()
 _NEVER = 1 << 64  # past any buffer
 _LARGE = 128 * 1024  # frames this much larger than what is buffered are collected
 _FAST_OPCODES = {0x81: _TEXT, 0x82: _BINARY, 0xC1: _TEXT, 0xC2: _BINARY}
+_FAST_CONTROL = {0x88: Opcode.CLOSE, 0x89: Opcode.PING, 0x8A: Opcode.PONG}
 
 _HEAD = struct.Struct("!BB")
 _HEAD16 = struct.Struct("!BBH")
