@@ -545,6 +545,11 @@ class Connection:
 
     def adopt(self) -> None:
         """Let the I/O thread read the socket (its reader thread left ``recv()``)."""
+        if self._reader != _LAZY:
+            # A reader took the socket back (read without the lock: a hint; a reader
+            # that leaves again queues a new adopt_later). Most ticks of a busy
+            # server end here, without contending for the connection's lock.
+            return
         with self._lock:
             self._adopt()
 
