@@ -7,7 +7,7 @@ import os
 from typing import List, Optional, Sequence, Tuple
 
 import wscore
-from wscore import ClientConnection, Config, ServerConnection
+from wscore import ClientConnection, Closed, Config, Fragment, Message, ServerConnection
 
 
 class Clock:
@@ -158,3 +158,31 @@ def closed(events: Sequence[wscore.Event]) -> wscore.Closed:
     last = events[-1]
     assert isinstance(last, wscore.Closed), events
     return last
+
+
+def normalise(events: Sequence[wscore.Event], drop_partial_on_close: bool = False) -> List[object]:
+    """Merge consecutive fragments (their boundaries depend on the cuts).
+
+    Closed events compare by code and error type. With ``drop_partial_on_close``
+    the fragments of a message that failed are dropped: how much of it streamed
+    out before the error depends on the cuts.
+    """
+    out: List[object] = []
+    pending: List[object] = []
+    for event in events:
+        if isinstance(event, Fragment):
+            pending.append(event.data)
+            if event.final:
+                out.append(("message", pending[0][:0].join(pending)))  # type: ignore[index]
+                pending = []
+        elif isinstance(event, Message):
+            out.append(("message", event.data))
+        elif isinstance(event, Closed):
+            if drop_partial_on_close:
+                pending = []
+            out.append(("closed", event.code, type(event.error)))
+        else:
+            out.append(event)
+    if pending:
+        out.append(("partial", pending[0][:0].join(pending)))  # type: ignore[index]
+    return out

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import List
 
 import pytest
-from core_support import Pair
+from core_support import Pair, normalise
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wscore
-from wscore import Closed, Config, Fragment, Message, State
+from wscore import Closed, Config, Message, State
 
 SETTINGS = settings(
     deadline=None,
@@ -41,27 +41,6 @@ def big_text(max_size: int) -> st.SearchStrategy[str]:
 def cut(data: bytes, points: List[int]) -> List[bytes]:
     edges = sorted({0, len(data), *(p % (len(data) + 1) for p in points)})
     return [data[a:b] for a, b in zip(edges, edges[1:])]
-
-
-def normalise(events: List[wscore.Event]) -> List[object]:
-    """Merge consecutive fragments (their boundaries depend on the cuts)."""
-    out: List[object] = []
-    pending: List[object] = []
-    for event in events:
-        if isinstance(event, Fragment):
-            pending.append(event.data)
-            if event.final:
-                out.append(("message", pending[0][:0].join(pending)))  # type: ignore[index]
-                pending = []
-        elif isinstance(event, Message):
-            out.append(("message", event.data))
-        elif isinstance(event, Closed):
-            out.append(("closed", event.code, type(event.error)))
-        else:
-            out.append(event)
-    if pending:
-        out.append(("partial", pending[0][:0].join(pending)))  # type: ignore[index]
-    return out
 
 
 message = st.one_of(big_binary(70000), big_text(70000))

@@ -11,11 +11,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import pytest
 from core_support import Pair
+from core_support import normalise as normalise_events
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wscore
-from wscore import Closed, Config, Fragment, Message, State
+from wscore import Closed, Config, Message, State
 from wscore._framing import Framer
 
 SETTINGS = settings(
@@ -105,28 +106,9 @@ def build(
 
 
 def normalise(events: List[wscore.Event]) -> List[object]:
-    """Merge consecutive fragments (their boundaries depend on the cuts)."""
-    out: List[object] = []
-    pending: List[object] = []
-    for event in events:
-        if isinstance(event, Fragment):
-            pending.append(event.data)
-            if event.final:
-                out.append(("message", pending[0][:0].join(pending)))  # type: ignore[index]
-                pending = []
-        elif isinstance(event, Message):
-            out.append(("message", event.data))
-        elif isinstance(event, Closed):
-            # How much of a message that fails (past max_size...) streams out
-            # before the error depends on the cuts, and so may the reason (where
-            # invalid UTF-8 is, in the piece that has it).
-            pending = []
-            out.append(("closed", event.code, type(event.error)))
-        else:
-            out.append(event)
-    if pending:
-        out.append(("partial", pending[0][:0].join(pending)))  # type: ignore[index]
-    return out
+    """core_support.normalise; the reason of a failure may differ with the cuts
+    (where invalid UTF-8 is, in the piece that has it), so it is left out."""
+    return normalise_events(events, drop_partial_on_close=True)
 
 
 def drain(receiver: object, events: List[wscore.Event]) -> None:
