@@ -377,16 +377,7 @@ class _Decoder(FrameDecoder):
             if wait is None and size >= start:
                 self._collect(data, pos, start, length, opcode, masked)
             return wait
-        if masked:
-            payload = mask(memoryview(data)[start:end], bytes(data[start - 4 : start]))
-        else:
-            payload = bytes(memoryview(data)[start:end])  # one copy, not two
-        if data is self._chunk:
-            self._pos = end
-            if end == size:
-                self._chunk = None  # all parsed: drop it
-        else:
-            del data[:end]  # type: ignore[union-attr]  # the buffer: a bytearray
+        payload = self._take(data, start, end, masked)
         if compressed:
             assert deflate is not None
             payload = deflate.inflate_message(payload, self.client)
@@ -412,17 +403,22 @@ class _Decoder(FrameDecoder):
         end = start + length
         if len(data) < end:
             return _SLOW
+        return Frame(opcode, self._take(data, start, end, masked), True, True)
+
+    def _take(self, data: Union[bytes, bytearray], start: int, end: int, masked: int) -> bytes:
+        """The payload at ``data[start:end]``, unmasked with the key before it if
+        ``masked``; the frame is consumed from the chunk or the buffer."""
         if masked:
             payload = mask(memoryview(data)[start:end], bytes(data[start - 4 : start]))
         else:
-            payload = bytes(memoryview(data)[start:end])
+            payload = bytes(memoryview(data)[start:end])  # one copy, not two
         if data is self._chunk:
             self._pos = end
             if end == len(data):
-                self._chunk = None
+                self._chunk = None  # all parsed: drop it
         else:
             del data[:end]  # type: ignore[union-attr]  # the buffer: a bytearray
-        return Frame(opcode, payload, True, True)
+        return payload
 
     def _collect(
         self,
