@@ -128,6 +128,12 @@ class Closed(Event):
         self.error = error
 
     @property
+    def clean(self) -> bool:
+        """True when both close frames went through (any code): nothing can follow
+        the peer's, so a server may close TCP at once, without lingering."""
+        return self.error is None and self.code != 1006
+
+    @property
     def ok(self) -> bool:
         """True for a normal closure (1000, 1001 or 1005) without an error."""
         return self.error is None and self.code in (1000, 1001, 1005)

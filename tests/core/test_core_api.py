@@ -194,6 +194,19 @@ def test_closed_ok(event, ok):
     assert event.ok is ok
 
 
+@pytest.mark.parametrize(
+    "event, clean",
+    [
+        (Closed(1000), True),
+        (Closed(4000), True),  # any code, as long as both close frames went through
+        (Closed(1002, "", RuntimeError()), False),  # we failed the connection
+        (Closed(1006), False),  # it dropped without a close frame
+    ],
+)
+def test_closed_clean(event, clean):
+    assert event.clean is clean
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 

@@ -274,7 +274,7 @@ class Connection(asyncio.Protocol):
         if self._eof or transport.is_closing():
             self._close_transport()
             return
-        clean = event.error is None and event.code != 1006  # both close frames went through
+        clean = event.clean
         if clean and self._is_client:
             # RFC 6455, 7.1.1: the server closes TCP first; wait for its FIN a while
             # (what is left of close_timeout when we started the closing handshake).

@@ -647,7 +647,6 @@ class Connection:
                 return
             self._close_socket()
             return
-        size = _READ_SIZE
         for _ in range(16):
             if first is not None:
                 data, first, size = first, None, _WAIT_READ_SIZE
@@ -724,14 +723,8 @@ class Connection:
                     self._update_interest()
                     self._schedule()
             elif not self._pending and not self._lingering:
-                closed = self._closed
-                if (
-                    closed.error is None
-                    and closed.code != 1006
-                    and isinstance(self._core, wscore.ServerConnection)
-                ):
-                    # Both close frames went through: nothing may follow the peer's,
-                    # so nothing unread can turn our FIN into a reset. The server
+                if self._closed.clean and isinstance(self._core, wscore.ServerConnection):
+                    # Nothing unread can turn our FIN into a reset. The server
                     # closes TCP first (RFC 6455, 7.1.1), without waiting for EOF.
                     self._close_socket()
                 else:
