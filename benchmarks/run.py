@@ -114,7 +114,7 @@ def calibrate(args, cfg, log_dir, prog) -> tuple[str, dict]:
     the mode whose rates vary least (coefficient of variation)."""
     modes = ["same", "split"]
     samples: dict[str, list[list[float]]] = {m: [[], []] for m in modes}
-    wl = workloads_for(
+    wl = [S.WARM] + workloads_for(
         [("echo-16", S.ECHO["echo-16"]), ("stream-16", S.STREAM["stream-16"])],
         max(0.2, cfg["duration"]),
     )
@@ -131,7 +131,7 @@ def calibrate(args, cfg, log_dir, prog) -> tuple[str, dict]:
             finally:
                 srv.stop()
             for r in res:
-                if not r.get("error") and r["elapsed"] > 0:
+                if r["name"] != "warm" and not r.get("error") and r["elapsed"] > 0:
                     samples[m][0 if r["name"] == "echo-16" else 1].append(r["msgs"] / r["elapsed"])
 
     def cv(xs):
@@ -315,15 +315,19 @@ def main(argv=None) -> int:
                     )
                 continue
             try:
-                for gen, items in (
-                    (S.RAW_LOADGEN if is_raw else S.LOADGEN, flow),
-                    (S.RAW_LOADGEN if is_raw else S.HANDSHAKE_LOADGEN, hs),
+                gen = S.RAW_LOADGEN if is_raw else S.LOADGEN
+                if not flow:  # the handshake load generator sends no messages
+                    run_client(gen, srv.port, srv.pid, ccpu, [S.WARM], 60, log_dir)
+                for gen, items, warm in (
+                    (gen, flow, [S.WARM]),
+                    (S.RAW_LOADGEN if is_raw else S.HANDSHAKE_LOADGEN, hs, []),
                 ):
                     if not items:
                         continue
-                    wl = workloads_for(items, d)
+                    wl = warm + workloads_for(items, d)
                     for r in run_client(gen, srv.port, srv.pid, ccpu, wl, timeout_for(wl), log_dir):
-                        add(record(r["name"], name, "server", rnd, r))
+                        if r["name"] != "warm":
+                            add(record(r["name"], name, "server", rnd, r))
             finally:
                 srv.stop()
 
@@ -337,9 +341,10 @@ def main(argv=None) -> int:
                 notes.append(str(exc))
                 continue
             try:
-                wl = workloads_for(list(S.CLIENT.items()), d)
+                wl = [S.WARM] + workloads_for(list(S.CLIENT.items()), d)
                 for r in run_client(name, srv.port, srv.pid, ccpu, wl, timeout_for(wl), log_dir):
-                    add(record(r["name"], name, "client", rnd, r))
+                    if r["name"] != "warm":
+                        add(record(r["name"], name, "client", rnd, r))
             finally:
                 srv.stop()
 

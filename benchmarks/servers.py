@@ -256,12 +256,16 @@ def raw_asyncio_uvloop() -> None:
 def raw_threaded() -> None:
     def conn_thread(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # recv_into one buffer per thread: recv(262144) would allocate (and, above glibc's
+        # mmap threshold, map and unmap) 256 KiB per read, which is not a ceiling.
+        buf = bytearray(262144)
+        view = memoryview(buf)
         try:
             while True:
-                data = sock.recv(262144)
-                if not data:
+                n = sock.recv_into(buf)
+                if not n:
                     break
-                sock.sendall(data)
+                sock.sendall(view[:n])
         except OSError:
             pass
         finally:
