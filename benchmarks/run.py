@@ -315,11 +315,11 @@ def main(argv=None) -> int:
                     )
                 continue
             try:
-                gen = S.RAW_LOADGEN if is_raw else S.LOADGEN
+                flow_gen = S.RAW_LOADGEN if is_raw else S.LOADGEN
                 if not flow:  # the handshake load generator sends no messages
-                    run_client(gen, srv.port, srv.pid, ccpu, [S.WARM], 60, log_dir)
+                    run_client(flow_gen, srv.port, srv.pid, ccpu, [S.WARM], 60, log_dir)
                 for gen, items, warm in (
-                    (gen, flow, [S.WARM]),
+                    (flow_gen, flow, [S.WARM]),
                     (S.RAW_LOADGEN if is_raw else S.HANDSHAKE_LOADGEN, hs, []),
                 ):
                     if not items:

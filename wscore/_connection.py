@@ -553,6 +553,8 @@ class _Connection:
         append = events.append
         new_message = Message
         next_frame = framer.next_frame
+        decoder = framer.decoder
+        received = decoder.buffer.buffer  # wsproto's bytearray, changed in place
         try:
             while True:
                 frame = next_frame()
@@ -580,6 +582,8 @@ class _Connection:
                             # The rest stays in wsproto's buffer, if there is a rest.
                             self._stalled = framer.buffered > 0
                             return
+                    if decoder._chunk is None and not received and decoder._large is None:
+                        break  # every byte was parsed: skip the call that would find none
                 elif opcode is _PING:
                     payload = bytes(frame.payload)  # type: ignore[arg-type]
                     if self.state is State.OPEN:

@@ -60,6 +60,23 @@ def mask(data: Union[bytes, bytearray, memoryview], key: bytes) -> bytes:
     return _mask_python(data, key)  # pragma: no cover - exercised by the tests directly
 
 
+_KEYS: list[bytes] = []  # masking keys drawn ahead, taken with list.pop (atomic)
+os.register_at_fork(after_in_child=_KEYS.clear)  # a child must not reuse its parent's
+
+
+def mask_key() -> bytes:
+    """A 4-byte masking key from the OS's CSPRNG (RFC 6455: unpredictable).
+
+    ``os.urandom`` is a system call; the keys are drawn 256 at a time.
+    """
+    while True:
+        try:
+            return _KEYS.pop()
+        except IndexError:
+            block = os.urandom(1024)
+            _KEYS.extend([block[i : i + 4] for i in range(0, 1024, 4)])
+
+
 class _Masker:
     """Drop-in for wsproto's ``XorMaskerSimple``: keeps the key's rotation across chunks."""
 
@@ -542,8 +559,9 @@ class Framer(FrameProtocol):
         whole_frames: bool = False,
     ):
         super().__init__(client, extensions)
-        self._frame_decoder = _Decoder(client, self.extensions, max_size)
-        self._frame_decoder.whole_frames = whole_frames
+        self.decoder = _Decoder(client, self.extensions, max_size)
+        self.decoder.whole_frames = whole_frames
+        self._frame_decoder = self.decoder
         self._close_received = False
 
     def next_frame(self) -> Optional[Frame]:
@@ -592,24 +610,40 @@ class Framer(FrameProtocol):
             return Frame(frame.opcode, (1014, reason), frame.frame_finished, frame.message_finished)
         return super()._process_close(frame)
 
+    def send_data(self, payload: Union[bytes, bytearray, str] = b"", fin: bool = True) -> bytearray:
+        """wsproto's ``send_data``; a whole ``bytes`` or ``str`` message with no
+        extension negotiated (the common case) is framed here, without its checks of
+        what cannot happen then."""
+        if fin and self._outbound_opcode is None and not self.extensions:
+            kind = type(payload)
+            if kind is bytes:
+                return self._frame(0x82, payload)  # type: ignore[arg-type]
+            if kind is str:
+                return self._frame(0x81, payload.encode("utf-8"))  # type: ignore[union-attr]
+        return super().send_data(payload, fin)
+
     def _serialize_frame(
         self, opcode: Opcode, payload: Union[bytes, bytearray] = b"", fin: bool = True
     ) -> bytearray:
         rsv = RsvBits(False, False, False)
         for extension in reversed(self.extensions):
             rsv, payload = extension.frame_outbound(self, opcode, rsv, payload, fin)  # type: ignore[arg-type]
+        if len(payload) > 125 and opcode.iscontrol():
+            raise ValueError("payload too long for control frame")
         first = (fin << 7) | (rsv.rsv1 << 6) | (rsv.rsv2 << 5) | (rsv.rsv3 << 4) | opcode
+        return self._frame(first, payload)
+
+    def _frame(self, first: int, payload: Union[bytes, bytearray]) -> bytearray:
+        """A frame: its first byte, then the length, then the payload (masked by a client)."""
         length = len(payload)
         maskbit = 0x80 if self.client else 0
         if length <= 125:
             header = _HEAD.pack(first, maskbit | length)
-        elif opcode.iscontrol():
-            raise ValueError("payload too long for control frame")
         elif length <= 0xFFFF:
             header = _HEAD16.pack(first, maskbit | 126, length)
         else:
             header = _HEAD64.pack(first, maskbit | 127, length)
         if self.client:
-            key = os.urandom(4)
+            key = mask_key()
             return header + key + mask(payload, key)  # type: ignore[return-value]
         return header + payload  # type: ignore[return-value]

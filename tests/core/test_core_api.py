@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
+from wsproto.frame_protocol import FrameProtocol
 
 import wscore
 from wscore import (
@@ -26,7 +28,7 @@ from wscore import (
     RequestReceived,
     Response,
 )
-from wscore._framing import _mask_python, mask
+from wscore._framing import _KEYS, Framer, _mask_python, mask, mask_key
 
 # -- Config --------------------------------------------------------------------
 
@@ -269,6 +271,60 @@ def test_mask_matches_python(size):
     assert _mask_python(data, key) == expected
     assert mask(bytearray(data), key) == expected
     assert mask(memoryview(data), key) == expected
+
+
+def test_mask_keys_are_fresh_and_refilled():
+    _KEYS.clear()
+    keys = [mask_key() for _ in range(600)]  # more than one block of 256
+    assert all(type(k) is bytes and len(k) == 4 for k in keys)
+    assert len(set(keys)) > 590  # 2**32 values: a repeat among 600 is rare, many is a bug
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_draws_its_own_mask_keys():
+    _KEYS.clear()
+    mask_key()  # the pool now holds 255 keys the parent will use
+    expected = _KEYS[-1]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write_end, mask_key())
+        os._exit(0)
+    os.close(write_end)
+    child_key = os.read(read_end, 4)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert mask_key() == expected  # the parent's next key is the one it drew
+    assert child_key != expected
+
+
+@pytest.mark.parametrize("client", [False, True])
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+@pytest.mark.parametrize("kind", [bytes, str, bytearray])
+def test_fast_send_frames_as_wsproto_does(client, size, kind):
+    """The fast path of Framer.send_data gives wsproto's frame, byte for byte."""
+    payload = kind(b"a" * size) if kind is not str else "\u00e9" * (size // 2)
+    ours = bytes(Framer(client, [], None).send_data(payload))
+    theirs = bytes(FrameProtocol(client, []).send_data(payload))
+    if client:  # the masking keys differ: compare headers, and payloads unmasked
+        head = len(theirs) - len(payload.encode() if kind is str else payload) - 4
+        assert ours[:head] == theirs[:head]
+        assert mask(ours[head + 4 :], ours[head : head + 4]) == mask(
+            theirs[head + 4 :], theirs[head : head + 4]
+        )
+    else:
+        assert ours == theirs
+
+
+def test_fragments_and_mixed_types_take_wsproto_path():
+    framer = Framer(False, [], None)
+    assert bytes(framer.send_data(b"ab", fin=False)) == b"\x02\x02ab"
+    assert bytes(framer.send_data(b"cd")) == b"\x80\x02cd"  # a continuation
+    framer.send_data("x", fin=False)
+    with pytest.raises(TypeError):
+        framer.send_data(b"y")  # bytes inside a text message
+    with pytest.raises(TypeError):
+        Framer(False, [], None).send_data(42)  # type: ignore[arg-type]
 
 
 # -- purity -----------------------------------------------------------------------------------
