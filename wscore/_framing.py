@@ -60,6 +60,10 @@ def mask(data: Union[bytes, bytearray, memoryview], key: bytes) -> bytes:
     return _mask_python(data, key)  # pragma: no cover - exercised by the tests directly
 
 
+#: ``mask`` without its dispatch, for the per-frame paths.
+_mask = _mask_c if _mask_c is not None else _mask_python
+
+
 _KEYS: list[bytes] = []  # masking keys drawn ahead, taken with list.pop (atomic)
 os.register_at_fork(after_in_child=_KEYS.clear)  # a child must not reuse its parent's
 
@@ -199,6 +203,7 @@ class BoundedDeflate(PerMessageDeflate):
 
 
 _CONTINUATION, _TEXT, _BINARY = Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY
+_CLOSE = Opcode.CLOSE
 
 
 class _Decoder(FrameDecoder):
@@ -426,7 +431,12 @@ class _Decoder(FrameDecoder):
         """The payload at ``data[start:end]``, unmasked with the key before it if
         ``masked``; the frame is consumed from the chunk or the buffer."""
         if masked:
-            payload = mask(memoryview(data)[start:end], bytes(data[start - 4 : start]))
+            if type(data) is bytes and end - start <= 4096:  # small: slices cost less than a view
+                payload = _mask(data[start:end], data[start - 4 : start])
+            else:
+                payload = _mask(memoryview(data)[start:end], bytes(data[start - 4 : start]))
+        elif type(data) is bytes:
+            payload = data[start:end]
         else:
             payload = bytes(memoryview(data)[start:end])  # one copy, not two
         if data is self._chunk:
@@ -576,22 +586,23 @@ class Framer(FrameProtocol):
         if frame is None:
             return None
         opcode = frame.opcode
-        if opcode & 0x08:  # control
-            if opcode is Opcode.CLOSE:
-                self._close_received = True
-                return self._process_close(frame)
-            return frame
-        decoder = self._message_decoder
-        if decoder.opcode is None and frame.frame_finished and frame.message_finished:
-            if opcode is Opcode.TEXT:
+        if opcode is _BINARY or opcode is _TEXT:
+            decoder = self._message_decoder
+            if frame.message_finished and decoder.opcode is None and frame.frame_finished:
+                if opcode is _BINARY:
+                    return frame
                 try:
                     text = frame.payload.decode("utf-8")  # type: ignore[union-attr]
                 except UnicodeDecodeError as exc:
                     raise ParseFailed(str(exc), CloseReason.INVALID_FRAME_PAYLOAD_DATA) from None
                 return Frame(opcode, text, True, True)
-            if opcode is Opcode.BINARY:
-                return frame
-        return decoder.process_frame(frame)
+            return decoder.process_frame(frame)
+        if opcode is _CLOSE:
+            self._close_received = True
+            return self._process_close(frame)
+        if opcode is _CONTINUATION:
+            return self._message_decoder.process_frame(frame)
+        return frame  # ping, pong
 
     @property
     def buffered(self) -> int:
@@ -645,5 +656,5 @@ class Framer(FrameProtocol):
             header = _HEAD64.pack(first, maskbit | 127, length)
         if self.client:
             key = mask_key()
-            return header + key + mask(payload, key)  # type: ignore[return-value]
+            return header + key + _mask(payload, key)  # type: ignore[return-value]
         return header + payload  # type: ignore[return-value]
