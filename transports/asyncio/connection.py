@@ -454,8 +454,8 @@ class Connection(asyncio.Protocol):
             if not self._flush_pending:
                 self._flush_pending = True
                 self._loop.call_soon(self._flush)
-        else:
-            self._write_out()
+        elif not self._lost and self._transport is not None:
+            self._transport.write(core.data_to_send())
 
     def _flush(self) -> None:
         self._flush_pending = False
