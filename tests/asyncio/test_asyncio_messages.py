@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import struct
 from typing import Any, AsyncIterator, List
 
@@ -739,3 +740,43 @@ def test_queue_bound_holds_under_deflate_amplification(run: Any) -> None:
                 assert await asyncio.wait_for(ws.recv(), 10) == "all here"
 
     run(main())
+
+
+def test_close_aborts_a_peer_that_never_reads(run: Any) -> None:
+    """Our close frame waits behind data the peer never reads: after close_timeout the
+    connection is dropped (the write buffer cannot drain, so close() alone would hang)."""
+    closed_after: List[float] = []
+
+    async def flooder(ws: Any) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def flood() -> None:
+            while True:
+                await ws.send(b"f" * 65536)  # waits once the write buffer is full
+
+        try:
+            await asyncio.wait_for(flood(), 0.5)
+        except asyncio.TimeoutError:
+            pass
+        start = loop.time()
+        await ws.close()
+        closed_after.append(loop.time() - start)
+
+    async def main() -> None:
+        async with serve(flooder, "127.0.0.1", 0, compression=None, close_timeout=0.5) as server:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills at once
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(upgrade_head().encode())
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+            for _ in range(100):  # never read again
+                if closed_after:
+                    break
+                await asyncio.sleep(0.1)
+            writer.close()
+            assert closed_after, "the server's close() did not return"
+            assert closed_after[0] < 3.0  # close_timeout, the linger, then the abort
+
+    run(main(), timeout=20)

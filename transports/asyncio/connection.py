@@ -299,8 +299,11 @@ class Connection(asyncio.Protocol):
         transport.close()
         if self._abort_handle is not None:
             self._abort_handle.cancel()
-        # Close flushes first: a peer that never reads is cut off after the grace period.
-        self._abort_handle = self._loop.call_later(self._grace, transport.abort)
+            self._abort_handle = None
+        if transport.get_write_buffer_size():
+            # Close flushes first: a peer that never reads is cut off after the grace
+            # period. (With nothing left to write, close() is final at once.)
+            self._abort_handle = self._loop.call_later(self._grace, transport.abort)
 
     def _wake_drainers(self) -> None:
         drainers = self._drainers
