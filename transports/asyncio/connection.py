@@ -428,15 +428,16 @@ class Connection(asyncio.Protocol):
         finally:
             self._receiving = False
 
-    def __aiter__(self) -> AsyncIterator[Data]:
-        return self._iterate()
+    def __aiter__(self) -> Connection:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Data]:
+    async def __anext__(self) -> Data:
+        """``async for message in connection``: the next message; the loop ends on a
+        normal close (ConnectionClosedError still raises)."""
         try:
-            while True:
-                yield await self.recv()
+            return await self.recv()
         except ConnectionClosedOK:
-            return
+            raise StopAsyncIteration from None
 
     # -- sending --------------------------------------------------------------------
 
