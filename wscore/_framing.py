@@ -65,7 +65,8 @@ _mask = _mask_c if _mask_c is not None else _mask_python
 
 
 _KEYS: list[bytes] = []  # masking keys drawn ahead, taken with list.pop (atomic)
-os.register_at_fork(after_in_child=_KEYS.clear)  # a child must not reuse its parent's
+if hasattr(os, "register_at_fork"):  # pragma: no branch - Windows has no fork
+    os.register_at_fork(after_in_child=_KEYS.clear)  # a child must not reuse its parent's
 
 
 def mask_key() -> bytes:
