@@ -689,6 +689,16 @@ def _flow_result(msgs: int, elapsed: float, st: Stats, w: dict) -> dict:
     }
 
 
+async def _echo_each(drv, conns, data) -> None:
+    """One round trip of ``data`` on every connection."""
+    if hasattr(drv, "echo_once"):
+        await asyncio.gather(*(drv.echo_once(c, data) for c in conns))
+    else:
+        for c in conns:
+            await drv.send(c, data)
+            await drv.recv(c)
+
+
 async def async_workload(drv, url, w, server_pid):
     kind = w["kind"]
     duration = float(w.get("duration", 1.0))
@@ -697,12 +707,7 @@ async def async_workload(drv, url, w, server_pid):
         # One large message each way, not measured: see WARM in scenarios.py.
         c = await drv.open(url)
         try:
-            data = payload(int(w["size"]))
-            if hasattr(drv, "echo_once"):
-                await drv.echo_once(c, data)
-            else:
-                await drv.send(c, data)
-                await drv.recv(c)
+            await _echo_each(drv, [c], payload(int(w["size"])))
         finally:
             await asyncio.wait_for(drv.close(c), 30)
         return {"msgs": 1, "elapsed": 0.0, "server_cpu": 0.0, "client_cpu": 0.0}
@@ -712,13 +717,7 @@ async def async_workload(drv, url, w, server_pid):
         data = payload(int(w["size"]))
         conns = await _gather_limited(lambda i: drv.open(url), nconn, 50)
         try:
-            # warm-up round trip on every connection (not measured)
-            if hasattr(drv, "echo_once"):
-                await asyncio.gather(*(drv.echo_once(c, data) for c in conns))
-            else:
-                for c in conns:
-                    await drv.send(c, data)
-                    await drv.recv(c)
+            await _echo_each(drv, conns, data)  # a warm-up round trip each, not measured
             st = Stats(server_pid)
             msgs, elapsed = await drv.run_flow(conns, data, window, duration, st)
         finally:

@@ -90,7 +90,8 @@ def run_client(
     timeout: float,
     log_dir: Path,
 ) -> list[dict]:
-    """Run one load-generator process; return one dict per workload."""
+    """Run one load-generator process; return one dict per workload (not for the
+    unmeasured warm-up, ``WARM``)."""
     args = _client_args(client, port, workloads, cpu) + ["--server-pid", str(server_pid)]
     with open(log_dir / f"client-{client}.err", "ab") as err:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, env=_env(), cwd=str(ROOT))
@@ -109,7 +110,7 @@ def run_client(
     for w in workloads:
         if w["name"] not in done:
             results.append({**w, "error": f"no result (client exit {proc.returncode})"})
-    return results
+    return [r for r in results if r.get("name") != "warm"]
 
 
 def _client_args(client: str, port: int, workloads: list, cpu: str | None) -> list[str]:

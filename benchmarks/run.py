@@ -131,7 +131,7 @@ def calibrate(args, cfg, log_dir, prog) -> tuple[str, dict]:
             finally:
                 srv.stop()
             for r in res:
-                if r["name"] != "warm" and not r.get("error") and r["elapsed"] > 0:
+                if not r.get("error") and r["elapsed"] > 0:
                     samples[m][0 if r["name"] == "echo-16" else 1].append(r["msgs"] / r["elapsed"])
 
     def cv(xs):
@@ -326,8 +326,7 @@ def main(argv=None) -> int:
                         continue
                     wl = warm + workloads_for(items, d)
                     for r in run_client(gen, srv.port, srv.pid, ccpu, wl, timeout_for(wl), log_dir):
-                        if r["name"] != "warm":
-                            add(record(r["name"], name, "server", rnd, r))
+                        add(record(r["name"], name, "server", rnd, r))
             finally:
                 srv.stop()
 
@@ -343,8 +342,7 @@ def main(argv=None) -> int:
             try:
                 wl = [S.WARM] + workloads_for(list(S.CLIENT.items()), d)
                 for r in run_client(name, srv.port, srv.pid, ccpu, wl, timeout_for(wl), log_dir):
-                    if r["name"] != "warm":
-                        add(record(r["name"], name, "client", rnd, r))
+                    add(record(r["name"], name, "client", rnd, r))
             finally:
                 srv.stop()
 

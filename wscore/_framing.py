@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import (
@@ -53,15 +53,11 @@ except ImportError:  # pragma: no cover - built without a C compiler
 SPEEDUPS = _mask_c is not None
 
 
-def mask(data: Union[bytes, bytearray, memoryview], key: bytes) -> bytes:
-    """XOR ``data`` with the 4-byte ``key`` repeated (RFC 6455, section 5.3)."""
-    if _mask_c is not None:
-        return _mask_c(data, key)
-    return _mask_python(data, key)  # pragma: no cover - exercised by the tests directly
-
-
-#: ``mask`` without its dispatch, for the per-frame paths.
-_mask = _mask_c if _mask_c is not None else _mask_python
+#: XOR data with the 4-byte key repeated (RFC 6455, section 5.3): ``mask(data, key)``,
+#: the compiled masker when it was built, else ``_mask_python``.
+mask: Callable[[Union[bytes, bytearray, memoryview], bytes], bytes] = (
+    _mask_c if _mask_c is not None else _mask_python
+)
 
 
 _KEYS: list[bytes] = []  # masking keys drawn ahead, taken with list.pop (atomic)
@@ -433,9 +429,9 @@ class _Decoder(FrameDecoder):
         ``masked``; the frame is consumed from the chunk or the buffer."""
         if masked:
             if type(data) is bytes and end - start <= 4096:  # small: slices cost less than a view
-                payload = _mask(data[start:end], data[start - 4 : start])
+                payload = mask(data[start:end], data[start - 4 : start])
             else:
-                payload = _mask(memoryview(data)[start:end], bytes(data[start - 4 : start]))
+                payload = mask(memoryview(data)[start:end], bytes(data[start - 4 : start]))
         elif type(data) is bytes:
             payload = data[start:end]
         else:
@@ -608,9 +604,7 @@ class Framer(FrameProtocol):
     @property
     def buffered(self) -> int:
         """Bytes received and not parsed yet."""
-        decoder = self._frame_decoder
-        assert isinstance(decoder, _Decoder)
-        return decoder.buffered
+        return self.decoder.buffered
 
     def _process_close(self, frame: Frame) -> Frame:
         payload = frame.payload
@@ -657,5 +651,5 @@ class Framer(FrameProtocol):
             header = _HEAD64.pack(first, maskbit | 127, length)
         if self.client:
             key = mask_key()
-            return header + key + _mask(payload, key)  # type: ignore[return-value]
+            return header + key + mask(payload, key)  # type: ignore[return-value]
         return header + payload  # type: ignore[return-value]

@@ -387,9 +387,7 @@ class Connection(asyncio.Protocol):
         self._receiving = True
         try:
             if not self._streaming:
-                if not queue:
-                    await self._wait_queue(deadline)
-                return cast(Data, self._pop())
+                return cast(Data, await self._recv_item(deadline))
             # Fragments already taken stay in _partial if this call times out or is cancelled.
             parts = self._partial
             while True:
@@ -458,8 +456,8 @@ class Connection(asyncio.Protocol):
             if not self._flush_pending:
                 self._flush_pending = True
                 self._loop.call_soon(self._flush)
-        elif not self._lost and self._transport is not None:
-            self._transport.write(core.data_to_send())
+        else:
+            self._write_out()
 
     def _flush(self) -> None:
         self._flush_pending = False
