@@ -41,7 +41,7 @@ from ._events import (
     RequestReceived,
 )
 from ._framing import BoundedDeflate, Framer
-from ._http import Headers, Request, Response
+from ._http import Headers, Request, Response, wire_headers
 from .errors import (
     CloseTimeout,
     InvalidHandshake,
@@ -707,7 +707,7 @@ class ServerConnection(_Connection):
         self._set_closed(1006, "", InvalidHeader(message, status))
 
     def _receive_request(self, event: h11.Request) -> None:
-        headers = Headers(event.headers.raw_items())  # as sent (h11 lower-cases names)
+        headers = wire_headers(event.headers.raw_items())  # as sent (h11 lower-cases names)
         request = Request(
             event.method.decode("ascii", "replace"),
             event.target.decode("ascii", "replace"),
@@ -787,13 +787,15 @@ class ServerConnection(_Connection):
         request = self._pending_request("accept")
         if not request.is_websocket:
             raise InvalidState("cannot accept a plain HTTP request: use respond()")
-        offered = request.subprotocols
-        if subprotocol is None:
+        if subprotocol is not None:
+            offered = request.subprotocols
+            if subprotocol not in offered:
+                raise LocalProtocolError(
+                    f"subprotocol {subprotocol!r} was not offered by the client ({offered})"
+                )
+        elif self.config.subprotocols:
+            offered = request.subprotocols
             subprotocol = next((p for p in self.config.subprotocols if p in offered), None)
-        elif subprotocol not in offered:
-            raise LocalProtocolError(
-                f"subprotocol {subprotocol!r} was not offered by the client ({offered})"
-            )
         response_headers = Headers(
             [
                 ("Upgrade", "websocket"),
@@ -1027,7 +1029,7 @@ class ClientConnection(_Connection):
             elif isinstance(event, h11.Response):
                 self._rejection = Response(
                     event.status_code,
-                    Headers(event.headers.raw_items()),
+                    wire_headers(event.headers.raw_items()),
                     b"",
                     event.reason.decode("latin-1"),
                 )
@@ -1053,7 +1055,7 @@ class ClientConnection(_Connection):
         self._set_closed(1006, "", InvalidStatus(self._rejection))
 
     def _receive_101(self, event: h11.InformationalResponse) -> None:
-        headers = Headers(event.headers.raw_items())
+        headers = wire_headers(event.headers.raw_items())
         response = Response(101, headers, b"", event.reason.decode("latin-1"))
         self.response = response
         problem = self._check_101(headers)

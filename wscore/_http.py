@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = ["Headers", "Request", "Response", "HeadersLike"]
@@ -93,6 +93,46 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
+
+
+# A server keeps every connection's request, headers included, for the handler.
+# Most header names, and the values of the headers below, are the same from one
+# connection to the next: decoded once and shared, they cost nothing per
+# connection (~1.5 KiB each otherwise), and the next handshake skips the decoding.
+# Both caches stop growing at _CACHE_SIZE entries (what is not cached is decoded).
+_CACHE_SIZE = 512
+_NAMES: Dict[bytes, Tuple[str, str]] = {}  # raw name: (name, lower-cased name)
+_PAIRS: Dict[Tuple[bytes, bytes], Tuple[HeaderPair, str]] = {}  # raw pair: (pair, lower name)
+_SHARED_VALUES = frozenset(
+    {
+        "host", "upgrade", "connection", "sec-websocket-version", "sec-websocket-extensions",
+        "sec-websocket-protocol", "user-agent", "origin", "server", "pragma", "cache-control",
+        "accept-encoding", "accept-language",
+    }
+)
+
+
+def wire_headers(pairs: Iterable[Tuple[bytes, bytes]]) -> Headers:
+    """:class:`Headers` from ``(bytes, bytes)`` pairs as received (h11's ``raw_items()``),
+    sharing the strings of common names and values with earlier ones."""
+    headers = Headers()
+    append_item, append_name = headers._items.append, headers._names.append
+    for pair in pairs:
+        cached = _PAIRS.get(pair)
+        if cached is None:
+            raw_name, raw_value = pair
+            names = _NAMES.get(raw_name)
+            if names is None:
+                name = raw_name.decode("latin-1")
+                names = (name, name.lower())
+                if len(_NAMES) < _CACHE_SIZE:
+                    _NAMES[raw_name] = names
+            cached = (names[0], raw_value.decode("latin-1")), names[1]
+            if names[1] in _SHARED_VALUES and len(raw_value) <= 256 and len(_PAIRS) < _CACHE_SIZE:
+                _PAIRS[pair] = cached
+        append_item(cached[0])
+        append_name(cached[1])
+    return headers
 
 
 class Request:

@@ -780,3 +780,28 @@ def test_close_aborts_a_peer_that_never_reads(run: Any) -> None:
             assert closed_after[0] < 3.0  # close_timeout, the linger, then the abort
 
     run(main(), timeout=20)
+
+
+def test_connections_carry_no_instance_dict(run: Any) -> None:
+    # Thousands of idle connections: an instance dict would cost ~1.7 KiB each.
+    # Applications may still hang their own attributes on a connection.
+    seen: List[Any] = []
+
+    async def handler(ws: Any) -> None:
+        seen.append(ws)
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, ping_interval=0.05) as server:
+            async with connect(uri(server), ping_interval=0.05) as ws:
+                await ws.send("hello")
+                assert await ws.recv() == "hello"
+                await asyncio.sleep(0.2)  # keepalive pings and pongs both ways
+                await ws.ping()
+                for conn in (ws, seen[0]):
+                    assert vars(conn) == {}
+                    conn.user = "alice"
+                    assert conn.user == "alice"
+
+    run(main())

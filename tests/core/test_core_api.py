@@ -134,6 +134,33 @@ def test_headers_tokens():
     assert headers.tokens("missing") == []
 
 
+def test_wire_headers_share_common_strings(monkeypatch):
+    from wscore import _http
+
+    pairs = [(b"Host", b"example.com"), (b"Upgrade", b"websocket"),
+             (b"Sec-WebSocket-Key", b"dGhlIHNhbXBsZSBub25jZQ=="), (b"X-Odd", b"v")]
+    first, second = _http.wire_headers(pairs), _http.wire_headers(list(pairs))
+    assert first == second == Headers(pairs)
+    assert first["x-odd"] == "v" and first.get("HOST") == "example.com"
+    items = list(zip(first, second))
+    assert items[0][0] is items[0][1] and items[1][0] is items[1][1]  # shared pairs
+    assert items[2][0][0] is items[2][1][0]  # a shared name, its own value
+    assert items[2][0][1] is not items[2][1][1]
+    # Both caches stop growing when full: what is not cached is still decoded.
+    monkeypatch.setattr(_http, "_NAMES", {})
+    monkeypatch.setattr(_http, "_PAIRS", {})
+    monkeypatch.setattr(_http, "_CACHE_SIZE", 2)
+    many = [(b"X-%d" % i, b"%d" % i) for i in range(5)] + [(b"Host", b"h%d" % i) for i in range(5)]
+    headers = _http.wire_headers(many)
+    assert headers == Headers(many)
+    assert list(_http._NAMES) == [b"X-0", b"X-1"]  # Host came when full
+    assert list(_http._PAIRS) == [(b"Host", b"h0"), (b"Host", b"h1")]
+    assert headers.get_all("host") == ["h0", "h1", "h2", "h3", "h4"]
+    monkeypatch.setattr(_http, "_PAIRS", {})
+    assert _http.wire_headers([(b"Origin", b"o" * 300)])["Origin"] == "o" * 300
+    assert not _http._PAIRS  # long values are not kept
+
+
 def test_request():
     request = Request("GET", "/a/b?x=1&y=%20&z", Headers([("Origin", "o"),
                       ("Sec-WebSocket-Protocol", "p1, p2")]))

@@ -291,3 +291,23 @@ def test_next_frame_matches_received_frames_examples(stream):
     assert _frames_of(Framer(False, [], 4096), stream, True) == _frames_of(
         Framer(False, [], 4096), stream, False
     )
+
+
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.sampled_from([b"Host", b"host", b"Upgrade", b"X-A", b"x-a", b"Origin"])
+            | st.binary(min_size=1, max_size=8),
+            st.sampled_from([b"", b"websocket", b"a, b"]) | st.binary(max_size=300),
+        ),
+        max_size=12,
+    )
+)
+def test_wire_headers_equal_headers(pairs: List[tuple]) -> None:
+    from wscore._http import wire_headers
+
+    headers = wire_headers(pairs)
+    assert headers == wscore.Headers(pairs)
+    for name, _ in pairs:
+        text = name.upper().decode("latin-1")  # ASCII letters only change case
+        assert headers.get_all(text) == wscore.Headers(pairs).get_all(text)

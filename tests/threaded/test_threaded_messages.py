@@ -372,3 +372,26 @@ def test_streaming_recv_timeout_mid_message_keeps_fragments(
         assert ws.recv(timeout=5) == "a-b-c"
     else:
         assert "".join(ws.recv_streaming()) == "a-b-c"
+
+
+def test_connections_carry_no_instance_dict(start_server: Start, client: Any) -> None:
+    # Thousands of idle connections: an instance dict would cost ~1.7 KiB each.
+    # Applications may still hang their own attributes on a connection.
+    seen: queue.Queue[Any] = queue.Queue()
+
+    def handler(ws: Any) -> None:
+        seen.put(ws)
+        for message in ws:
+            ws.send(message)
+
+    server = start_server(handler)
+    ws = client(server, ping_interval=0.05)
+    ws.send("hello")
+    assert ws.recv(timeout=5) == "hello"
+    time.sleep(0.2)  # keepalive pings and pongs both ways
+    ws.ping().wait(5)
+    remote = seen.get(timeout=5)
+    for conn in (ws, remote):
+        assert vars(conn) == {}
+        conn.user = "alice"
+        assert conn.user == "alice"

@@ -29,6 +29,8 @@ __all__ = ["connect", "ClientConnection"]
 class ClientConnection(Connection):
     """The client side of a connection."""
 
+    __slots__ = ("_opened",)
+
     _is_client = True
 
     def __init__(self, core: CoreClient, options: Any, loop: asyncio.AbstractEventLoop) -> None:

@@ -23,6 +23,8 @@ Handler = Callable[..., Awaitable[Any]]
 class ServerConnection(Connection):
     """The server side of a connection, handed to the handler."""
 
+    __slots__ = ("server",)
+
     def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
         core = CoreServer(server._config, clock=CLOCK)
         super().__init__(core, server._options, loop)

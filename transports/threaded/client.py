@@ -20,6 +20,8 @@ __all__ = ["connect", "ClientConnection"]
 class ClientConnection(Connection):
     """A client connection; a context manager that closes on exit."""
 
+    __slots__ = ()
+
     def __enter__(self) -> ClientConnection:
         return self
 

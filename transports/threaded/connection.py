@@ -143,6 +143,17 @@ class PongWaiter:
 class Connection:
     """One WebSocket connection; ``send`` is thread-safe, ``recv`` has one caller at a time."""
 
+    # Slots: an instance dict of these ~30 attributes is ~1.7 KiB per connection.
+    # ``__dict__`` stays, created on first use, for the attributes applications
+    # like to hang on a connection (``connection.user = ...``).
+    __slots__ = (
+        "__dict__", "__weakref__", "_closed", "_closed_event", "_core", "_draining",
+        "_fd", "_flags", "_force_close_at", "_interest", "_lingering", "_lock", "_loop",
+        "_max_queue", "_messages", "_parked", "_partial", "_pending", "_poll", "_pongs",
+        "_reader", "_recv_busy", "_recv_guard", "_scheduled", "_send_lock", "_sock_closed",
+        "_streaming", "_wpoll", "_write_limit", "local_address", "remote_address", "sock",
+    )
+
     def __init__(
         self,
         sock: socket.socket,

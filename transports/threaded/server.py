@@ -57,6 +57,8 @@ def _start_thread(target: Callable[[], Any], name: str) -> threading.Thread:
 class ServerConnection(Connection):
     """A connection accepted by a :class:`Server`; the handler receives it."""
 
+    __slots__ = ("server",)
+
     def __init__(self, server: Server, sock: socket.socket, core: wscore.ServerConnection):
         super().__init__(sock, core, server._loop, server._topts)
         self.server = server
