@@ -159,6 +159,9 @@ def parse_uri(uri: str) -> WebSocketURI:
     )
 
 
+_NO_LIMIT = 1 << 62  # room for messages when max_pending_messages is None
+
+
 def _head_size(event: Union[h11.Request, h11.Response, h11.InformationalResponse]) -> int:
     """The size of an HTTP head as h11 parsed it (a lower bound of the bytes on the wire).
 
@@ -535,14 +538,44 @@ class _Connection:
             return  # after a protocol error: nothing more is parsed
         framer = self._framer
         assert framer is not None
-        framer.receive_bytes(data)
         limit = self.max_pending_messages
-        if limit is None or self._pending_messages < limit:
-            self._parse()
-        else:  # the caller has not taken the messages parsed so far
-            self._stalled = True
+        if limit is not None and self._pending_messages >= limit:
+            framer.receive_bytes(data)
+            self._stalled = True  # the caller has not taken the messages parsed so far
+            return
+        self._parse(data)
 
-    def _parse(self) -> None:
+    def _parse(self, data: Optional[bytes] = None) -> None:
+        """Parse ``data``, or without it what is buffered, into events, stopping at
+        ``max_pending_messages`` messages."""
+        framer = self._framer
+        assert framer is not None
+        # Whole messages first, without the general path's per-frame machinery.
+        events = self._events
+        count = len(events)
+        limit = self.max_pending_messages
+        room = _NO_LIMIT if limit is None else limit - self._pending_messages
+        emit = self._new_fragment if self.config.streaming else self._new_message
+        if data is None:
+            more = framer.resume_messages(room, emit)
+        else:
+            more = framer.read_messages(data, room, emit)
+        if limit is not None:
+            self._pending_messages += len(events) - count
+            if self._pending_messages >= limit:
+                self._stalled = more
+                return
+        if more:
+            self._parse_frames()
+
+    def _new_message(self, data: Data) -> None:
+        self._events.append(Message(data))
+
+    def _new_fragment(self, data: Data) -> None:
+        self._events.append(Fragment(data, True))
+
+    def _parse_frames(self) -> None:
+        """The general path: frame by frame, control frames, fragments, errors."""
         framer = self._framer
         assert framer is not None
         events = self._events

@@ -571,6 +571,101 @@ class Framer(FrameProtocol):
         self._frame_decoder = self.decoder
         self._close_received = False
 
+    def read_messages(
+        self, data: bytes, room: int, emit: Callable[[Union[str, bytes]], object]
+    ) -> bool:
+        """Receive ``data``, passing the messages of its first whole frames to ``emit``.
+
+        The common read: small messages, each one whole, final, uncompressed text
+        or binary frame, with nothing buffered before them. Those are parsed here,
+        straight from ``data`` (text decoded), ``room`` at most. Whatever follows
+        (a partial frame, a fragment, a control frame, a protocol error...) is
+        kept as ``receive_bytes`` keeps it, for :meth:`next_frame`. Returns
+        whether anything was kept.
+        """
+        decoder = self.decoder
+        if (
+            decoder._chunk is not None
+            or decoder.buffer.buffer
+            or decoder._large is not None
+            or type(data) is not bytes
+            or decoder.header is not None  # a frame streamed in pieces
+            or self._message_decoder.opcode is not None  # a message in fragments (compressed too)
+            or self._close_received
+        ):
+            decoder.receive_bytes(data)
+            return True
+        return self._take_messages(data, 0, room, emit)
+
+    def resume_messages(self, room: int, emit: Callable[[Union[str, bytes]], object]) -> bool:
+        """Go on where :meth:`read_messages` stopped at ``room`` (the rest of the read
+        is kept whole); whether anything is left for :meth:`next_frame`."""
+        decoder = self.decoder
+        chunk = decoder._chunk
+        if chunk is None or decoder.buffer.buffer or self._message_decoder.opcode is not None:
+            return True  # (the chunk is kept at a frame boundary, with no frame begun)
+        return self._take_messages(chunk, decoder._pos, room, emit)
+
+    def _take_messages(
+        self, data: bytes, pos: int, room: int, emit: Callable[[Union[str, bytes]], object]
+    ) -> bool:
+        decoder = self.decoder
+        client = self.client
+        limit = decoder.max_size
+        size = len(data)
+        while room > 0 and pos + 2 <= size:
+            first = data[pos]
+            if first == 0x81:
+                text = True
+            elif first == 0x82:
+                text = False
+            else:
+                break  # not FIN with RSV clear and a text or binary opcode
+            second = data[pos + 1]
+            masked = second & 0x80
+            if bool(masked) == client:
+                break  # wsproto raises
+            length = second & 0x7F
+            start = pos + 2
+            if length == 126:
+                length = int.from_bytes(data[start : start + 2], "big")
+                start += 2
+                if length <= 125:
+                    break  # not the shortest encoding: wsproto raises
+            elif length == 127:
+                length = int.from_bytes(data[start : start + 8], "big")
+                start += 8
+                if length <= 0xFFFF or length >> 63:
+                    break
+            if limit is not None and length > limit:
+                break  # fails on the decoder's path, with its message
+            if masked:
+                start += 4
+            end = start + length
+            if end > size:
+                break  # not whole: the decoder waits for the rest, or collects it
+            if not masked:
+                payload = data[start:end]
+            elif length <= 4096:  # small: slices cost less than a view
+                payload = mask(data[start:end], data[start - 4 : start])
+            else:
+                payload = mask(memoryview(data)[start:end], data[start - 4 : start])
+            if text:
+                try:
+                    emit(payload.decode("utf-8"))
+                except UnicodeDecodeError:
+                    break  # fails on the decoder's path, with its message
+            else:
+                emit(payload)
+            room -= 1
+            pos = end
+        if pos == size:
+            decoder._chunk = None
+            return False
+        decoder._chunk = data  # as receive_bytes keeps a read, parsed up to pos
+        decoder._pos = pos
+        return True
+
     def next_frame(self) -> Optional[Frame]:
         """The next frame, UTF-8 decoded for text, or ``None`` until more data comes.
 

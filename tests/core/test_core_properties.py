@@ -311,3 +311,77 @@ def test_wire_headers_equal_headers(pairs: List[tuple]) -> None:
     for name, _ in pairs:
         text = name.upper().decode("latin-1")  # ASCII letters only change case
         assert headers.get_all(text) == wscore.Headers(pairs).get_all(text)
+
+
+def _frame_bytes(first: int, payload: bytes, masked: bool, wide: int) -> bytes:
+    """A frame with any first byte; ``wide`` picks the length encoding (0: shortest,
+    1: 16 bits, 2: 64 bits), not always the shortest, which the peer must refuse."""
+    length = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if wide == 0 and length <= 125:
+        head = bytes([first, mask_bit | length])
+    elif wide <= 1 and length <= 0xFFFF:
+        head = bytes([first, mask_bit | 126]) + length.to_bytes(2, "big")
+    else:
+        head = bytes([first, mask_bit | 127]) + length.to_bytes(8, "big")
+    if not masked:
+        return head + payload
+    key = bytes([1, 2, 3, 4])
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+payloads = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([b"\xff\xfe", "é".encode(), b"\x03\xe8", b"x" * 126, b"y" * 300]),
+)
+frame_spec = st.one_of(
+    # Mostly well-formed text and binary frames, masked as the peer must...
+    st.tuples(st.sampled_from([0x81, 0x82]), payloads, st.just(True), st.just(0)),
+    st.tuples(st.sampled_from([0x81, 0x82]), payloads, st.just(True), st.just(0)),
+    # ...and everything else: fragments, control frames, reserved bits and opcodes,
+    # the wrong masking, lengths not in their shortest encoding.
+    st.tuples(
+        st.sampled_from([0x81, 0x82, 0x01, 0x00, 0x80, 0x89, 0x8A, 0x88, 0xC1, 0x92, 0x83]),
+        payloads,
+        st.booleans(),
+        st.sampled_from([0, 1, 2]),
+    ),
+)
+
+
+@SETTINGS
+@given(
+    specs=st.lists(frame_spec, max_size=8),
+    server=st.booleans(),
+    streaming=st.booleans(),
+    max_size=st.sampled_from([None, 100]),
+    limit=st.sampled_from([None, 1, 3]),
+)
+def test_fast_read_matches_the_general_path(specs, server, streaming, max_size, limit):
+    # The core parses a bytes read's leading whole messages on a fast path; a
+    # bytearray read takes the general path. Events and outcome must not differ.
+    frames = [
+        _frame_bytes(first, payload, right == server, wide)  # a client masks
+        for first, payload, right, wide in specs
+    ]
+    data = b"".join(frames)
+    outcomes = []
+    for read in (data, bytearray(data)):
+        pair = Pair(server_config=Config(max_size=max_size, streaming=streaming),
+                    client_config=Config(max_size=max_size, streaming=streaming))
+        conn = pair.server if server else pair.client
+        conn.max_pending_messages = limit
+        events: List[wscore.Event] = []
+        last = _frame_bytes(0x82, b"last", server, 0)
+        for piece in (read, last if type(read) is bytes else bytearray(last)):
+            conn.receive_data(piece)
+            for _ in range(20):  # what max_pending_messages held back comes on each call
+                batch = conn.events()
+                if not batch and not conn.more_buffered:
+                    break
+                messages = [e for e in batch if isinstance(e, (Message, wscore.Fragment))]
+                assert limit is None or len(messages) <= limit
+                events += batch
+        outcomes.append((normalise(events), conn.state, conn.data_to_send()))
+    assert outcomes[0][:2] == outcomes[1][:2]
+    assert len(outcomes[0][2]) == len(outcomes[1][2])  # the same answers (masks differ)

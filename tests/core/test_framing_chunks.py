@@ -414,3 +414,45 @@ def test_max_size_mid_chunk():
     events = pair.server.events()
     assert events[:3] == [Message(bytes([n]) * 999) for n in range(3)]
     assert isinstance(events[3], Closed) and events[3].code == 1009
+
+
+# -- the fast read: what it must leave to the general path ---------------------------
+
+KEY0 = b"\x00\x00\x00\x00"  # masking with it leaves the payload as it is: easy to craft
+
+
+def test_fast_read_leaves_a_frame_streamed_in_pieces() -> None:
+    # The rest of a frame whose header came in an earlier read can look like a frame.
+    inner = b"\x82\x86" + KEY0 + b"abcdef"
+    server = Pair(server_config=Config(streaming=True)).server
+    server.receive_data(bytes([0x82, 0x80 | len(inner)]) + KEY0)  # a header alone
+    server.receive_data(inner + inner)  # the frame's payload, then a real frame
+    events = server.events()
+    assert normalise_events(events) == [("message", inner), ("message", b"abcdef")]
+
+
+def test_fast_read_leaves_a_message_in_fragments() -> None:
+    pair = Pair()
+    pair.server.receive_data(b"\x02\x82" + KEY0 + b"ab")  # first fragment, not final
+    pair.server.receive_data(b"\x82\x82" + KEY0 + b"cd")  # a new message: a protocol error
+    events = pair.server.events()
+    assert isinstance(events[-1], Closed) and events[-1].code == 1002
+    assert not any(isinstance(e, Message) for e in events)
+
+
+def test_fast_read_resumes_inside_a_message_in_fragments() -> None:
+    server = Pair(server_config=Config(streaming=True)).server
+    server.max_pending_messages = 1  # stops after the first fragment
+    server.receive_data(b"\x01\x82" + KEY0 + b"ab" + b"\x81\x82" + KEY0 + b"cd")
+    assert server.events() == [wscore.Fragment("ab", False)]
+    events = server.events()  # a new message inside the first: a protocol error
+    assert len(events) == 1 and isinstance(events[0], Closed) and events[0].code == 1002
+
+
+def test_fast_read_takes_nothing_after_a_close_frame() -> None:
+    framer = Framer(False, [], None)
+    framer.receive_bytes(b"\x88\x82" + KEY0 + b"\x03\xe8")
+    assert framer.next_frame() is not None  # the close frame
+    got: List[object] = []
+    assert framer.read_messages(b"\x82\x82" + KEY0 + b"ab", 10, got.append)
+    assert got == [] and framer.next_frame() is None
