@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from typing import Callable, Optional, Union
+from typing import Callable, Generator, Optional, Union
 
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import (
@@ -566,6 +566,10 @@ class Framer(FrameProtocol):
         whole_frames: bool = False,
     ):
         super().__init__(client, extensions)
+        # wsproto's parsing generator holds the framer: a reference cycle, which left
+        # every connection's framer, and whatever it still buffered, to the cyclic
+        # garbage collector. next_frame does its work; received_frames makes one.
+        del self._parse_more
         self.decoder = _Decoder(client, self.extensions, max_size)
         self.decoder.whole_frames = whole_frames
         self._frame_decoder = self.decoder
@@ -665,6 +669,12 @@ class Framer(FrameProtocol):
         decoder._chunk = data  # as receive_bytes keeps a read, parsed up to pos
         decoder._pos = pos
         return True
+
+    def received_frames(self) -> Generator[Frame, None, None]:
+        """wsproto's way of parsing (the transports use :meth:`next_frame`)."""
+        if "_parse_more" not in self.__dict__:
+            self._parse_more = self._parse_more_gen()
+        return super().received_frames()
 
     def next_frame(self) -> Optional[Frame]:
         """The next frame, UTF-8 decoded for text, or ``None`` until more data comes.

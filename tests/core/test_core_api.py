@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import weakref
 
 import pytest
+from core_support import Pair
 from wsproto.frame_protocol import FrameProtocol
 
 import wscore
@@ -384,3 +387,33 @@ def test_closed_exception():
     failed = Closed(1002, "protocol", error).exception()
     assert isinstance(failed, ConnectionClosedError) and failed.code == 1002
     assert isinstance(Closed(1000, "", error).exception(), ConnectionClosedError)
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+def test_connections_are_freed_without_the_cyclic_gc(compression):
+    # A reference cycle kept every connection's framer, and with permessage-deflate
+    # its zlib contexts (hundreds of KiB), until the cyclic garbage collector ran.
+    config = Config(compression=compression)
+    gc.collect()
+    gc.disable()
+    try:
+        pair = Pair(client_config=config, server_config=config)
+        pair.client.send("hello")
+        pair.deliver()
+        pair.server.close()
+        pair.deliver()
+        assert pair.server.state is wscore.State.CLOSED is pair.client.state
+        parts = [pair.server._framer, pair.client._framer, pair.server._deflate]
+        refs = [weakref.ref(part) for part in parts if part is not None]
+        del pair, parts
+        assert [ref() for ref in refs] == [None] * len(refs)
+    finally:
+        gc.enable()
+
+
+def test_framer_keeps_wsproto_received_frames():
+    framer = Framer(False, [], None)
+    key = b"\x00\x00\x00\x00"
+    for payload in (b"ab", b"cd"):  # the generator is made once, then reused
+        framer.receive_bytes(b"\x82\x82" + key + payload)
+        assert [frame.payload for frame in framer.received_frames()] == [payload]
