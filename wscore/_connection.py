@@ -515,6 +515,8 @@ class _Connection:
         self._open_deadline = self._ping_due = self._pong_deadline = self._close_deadline = None
         self._failure = self._failure_deadline = None
         self._parts = []
+        if self._framer is not None:
+            self._framer.release()
         self._events.append(Closed(code, reason, error))
 
     def _receive_eof(self) -> None:

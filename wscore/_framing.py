@@ -22,6 +22,7 @@ from typing import Callable, Generator, Optional, Union
 
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.frame_protocol import (
+    Buffer,
     CloseReason,
     Frame,
     FrameDecoder,
@@ -669,6 +670,19 @@ class Framer(FrameProtocol):
         decoder._chunk = data  # as receive_bytes keeps a read, parsed up to pos
         decoder._pos = pos
         return True
+
+    def release(self) -> None:
+        """Drop what a closed connection no longer needs: the bytes not parsed, and
+        permessage-deflate's zlib contexts (hundreds of KiB), whoever keeps the
+        connection object afterwards."""
+        decoder = self.decoder
+        decoder.buffer = Buffer()
+        decoder._chunk = decoder._large = None
+        decoder._pieces = []
+        decoder._pieces_size = 0
+        deflate = decoder.deflate
+        if deflate is not None:
+            deflate._compressor = deflate._decompressor = None
 
     def received_frames(self) -> Generator[Frame, None, None]:
         """wsproto's way of parsing (the transports use :meth:`next_frame`)."""

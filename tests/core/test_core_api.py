@@ -417,3 +417,33 @@ def test_framer_keeps_wsproto_received_frames():
     for payload in (b"ab", b"cd"):  # the generator is made once, then reused
         framer.receive_bytes(b"\x82\x82" + key + payload)
         assert [frame.payload for frame in framer.received_frames()] == [payload]
+
+
+@pytest.mark.parametrize("how", ["clean", "fail", "error", "eof"])
+def test_closed_connection_releases_buffers_and_compression(how):
+    # Whoever keeps a closed connection object, its zlib contexts and unparsed
+    # bytes go at once.
+    pair = Pair(client_config=Config(), server_config=Config())
+    server = pair.server
+    pair.client.send("hello " * 100)
+    server.send("answer " * 100)
+    pair.deliver()
+    deflate = server._deflate
+    assert deflate is not None and deflate._compressor is not None
+    assert deflate._decompressor is not None
+    if how == "clean":
+        server.close()
+        pair.deliver()
+    else:
+        server.receive_data(b"\x82\xfe\x10\x00")  # a frame of 4 KiB begins
+        assert server._framer.buffered > 0
+        if how == "fail":
+            server.fail(1001)
+        elif how == "error":
+            server.receive_data(b"\x00" * 4 + b"\x8f\x80" + b"\x00" * 4096)  # then a bad opcode
+        else:
+            server.receive_data(b"")
+    assert server.state is wscore.State.CLOSED
+    assert server._framer.buffered == 0
+    assert deflate._compressor is None and deflate._decompressor is None
+    assert server.extensions == [deflate]  # what was negotiated stays visible
