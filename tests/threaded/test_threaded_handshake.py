@@ -204,6 +204,43 @@ def test_open_timeout(client: Any) -> None:
         listener.close()
 
 
+def test_no_thread_for_a_connection_answers_503(
+    start_server: Start, client: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    # The system may refuse a new thread (thread or memory limits): the client gets a
+    # 503 at once instead of a connection nobody serves, and the server goes on.
+    from transports.threaded import server as server_module
+
+    server = start_server(echo)
+    ws = client(server)  # its thread goes back to the pool after this connection
+    ws.send("a")
+    assert ws.recv(timeout=5) == "a"
+    ws.close()
+    for _ in range(100):  # wait until no pooled thread is left to take a connection
+        if not server._active:
+            break
+        threading.Event().wait(0.05)
+    with server._lock:
+        idle, server._idle = server._idle, []
+    for worker in idle:
+        worker.wake.release()  # with no socket: the pooled thread exits
+
+    def refuse(*args: Any) -> Any:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(server_module, "_start_thread", refuse)
+    with pytest.raises(wscore.InvalidStatus) as info:
+        connect(uri(server), open_timeout=5)
+    assert info.value.status == 503
+    assert b"cannot start a thread" in info.value.response.body
+    assert "cannot start a thread" in caplog.text
+    assert server._active == 0
+    monkeypatch.undo()
+    again = client(server)
+    again.send("b")
+    assert again.recv(timeout=5) == "b"
+
+
 def test_max_connections_tls(start_server: Start, client: Any, tls_contexts: tuple) -> None:
     server_ctx, client_ctx = tls_contexts
     release = threading.Event()

@@ -70,8 +70,14 @@ class ServerConnection(Connection):
 class _Refuser:
     """Answers 503 to a connection beyond ``max_connections``, inside the I/O thread."""
 
-    def __init__(self, server: Server, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        server: Server,
+        sock: socket.socket,
+        why: str = "server at capacity: max_connections reached",
+    ) -> None:
         self._server = server
+        self._why = why
         self._core = wscore.ServerConnection(server._config)
         self._done = False
         sock.setblocking(False)
@@ -102,7 +108,7 @@ class _Refuser:
         self._core.receive_data(data)
         for event in self._core.events():
             if isinstance(event, RequestReceived):
-                self._core.respond(503, "server at capacity: max_connections reached\n")
+                self._core.respond(503, self._why + "\n")
         if self._core.state is State.CLOSED:
             self._finish()
 
@@ -278,7 +284,14 @@ class Server:
                 worker.sock = sock
                 worker.wake.release()
             else:
-                thread = _start_thread(lambda s=sock: self._work(s), "wscore-conn")
+                try:
+                    thread = _start_thread(lambda s=sock: self._work(s), "wscore-conn")
+                except RuntimeError as exc:  # the system refused a thread (limits, memory)
+                    with self._lock:
+                        self._active -= 1
+                    logger.warning("cannot start a thread for a new connection: %s", exc)
+                    _Refuser(self, sock, "server at capacity: cannot start a thread")
+                    continue
                 with self._lock:
                     self._threads.add(thread)
 
