@@ -190,15 +190,15 @@ class Connection(asyncio.Protocol):
             for event in events:
                 cls = type(event)
                 if cls is Message:
-                    queue.append(event.data)  # type: ignore[attr-defined]
+                    queue.append(event.data)
                     queued = True
                 elif cls is Fragment:
                     queue.append(event)
                     queued = True
                 elif cls is Pong:
-                    self._on_pong(event)  # type: ignore[arg-type]
+                    self._on_pong(event)
                 elif cls is Closed:
-                    self._on_closed(event)  # type: ignore[arg-type]
+                    self._on_closed(event)
                 else:
                     self._on_event(event)
             if queued:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import ssl as ssl_module
@@ -182,7 +183,7 @@ class Server:
         self._loop = IOLoop("wscore-server-io")
         for listener in self.sockets:
             listener.setblocking(False)
-            self._loop.add_acceptor(listener, lambda s=listener: self._accept(s))
+            self._loop.add_acceptor(listener, functools.partial(self._accept, listener))
 
     # -- public -----------------------------------------------------------------
 
@@ -285,7 +286,7 @@ class Server:
                 worker.wake.release()
             else:
                 try:
-                    thread = _start_thread(lambda s=sock: self._work(s), "wscore-conn")
+                    thread = _start_thread(functools.partial(self._work, sock), "wscore-conn")
                 except RuntimeError as exc:  # the system refused a thread (limits, memory)
                     with self._lock:
                         self._active -= 1
