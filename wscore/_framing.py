@@ -79,6 +79,13 @@ def mask_key() -> bytes:
             _KEYS.extend([block[i : i + 4] for i in range(0, 1024, 4)])
 
 
+def _unmask(data: Union[bytes, bytearray], start: int, end: int) -> bytes:
+    """The payload at ``data[start:end]``, unmasked with the 4-byte key before it."""
+    if type(data) is bytes and end - start <= 4096:  # small: slices cost less than a view
+        return mask(data[start:end], data[start - 4 : start])
+    return mask(memoryview(data)[start:end], bytes(data[start - 4 : start]))
+
+
 class _Masker:
     """Drop-in for wsproto's ``XorMaskerSimple``: keeps the key's rotation across chunks."""
 
@@ -429,10 +436,7 @@ class _Decoder(FrameDecoder):
         """The payload at ``data[start:end]``, unmasked with the key before it if
         ``masked``; the frame is consumed from the chunk or the buffer."""
         if masked:
-            if type(data) is bytes and end - start <= 4096:  # small: slices cost less than a view
-                payload = mask(data[start:end], data[start - 4 : start])
-            else:
-                payload = mask(memoryview(data)[start:end], bytes(data[start - 4 : start]))
+            payload = _unmask(data, start, end)
         elif type(data) is bytes:
             payload = data[start:end]
         else:
@@ -649,12 +653,7 @@ class Framer(FrameProtocol):
             end = start + length
             if end > size:
                 break  # not whole: the decoder waits for the rest, or collects it
-            if not masked:
-                payload = data[start:end]
-            elif length <= 4096:  # small: slices cost less than a view
-                payload = mask(data[start:end], data[start - 4 : start])
-            else:
-                payload = mask(memoryview(data)[start:end], data[start - 4 : start])
+            payload = _unmask(data, start, end) if masked else data[start:end]
             if text:
                 try:
                     emit(payload.decode("utf-8"))

@@ -33,10 +33,8 @@ class Headers:
             return
         pairs = items.items() if isinstance(items, dict) else items
         append_item, append_name = self._items.append, self._names.append
-        for name, value in pairs:
-            if type(name) is bytes:  # from h11: the common case, inlined
-                name = name.decode("latin-1")
-            elif not isinstance(name, str):
+        for name, value in pairs:  # (what h11 parsed comes through wire_headers)
+            if type(name) is not str:
                 name = _text(name)
             if type(value) is not str:
                 value = _text(value)

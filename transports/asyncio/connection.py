@@ -216,10 +216,7 @@ class Connection(asyncio.Protocol):
         if not self._flush_pending or self._close_event is not None:
             # (With a flush pending, answers corked this turn leave with it, in one
             # write, instead of one write each time the handler's queue is refilled.)
-            data = core.data_to_send()
-            transport = self._transport
-            if data and transport is not None and not self._lost:
-                transport.write(data)
+            self._write_out()
         if self._close_event is not None:
             self._teardown()
         deadline = core.next_deadline()
