@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any, List
 
 import pytest
 from asyncio_support import upgrade_head
+from frames_support import masked_text, unmasked_payloads
 
 from transports.asyncio import serve
-
-
-def masked_text(payload: bytes) -> bytes:
-    key = os.urandom(4)
-    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes([0x81, 0x80 | len(payload)]) + key + body
-
-
-def parse_unmasked(data: bytes) -> List[bytes]:
-    out = []
-    while len(data) >= 2:
-        length = data[1] & 0x7F
-        if len(data) < 2 + length:
-            break
-        out.append(data[2 : 2 + length])
-        data = data[2 + length :]
-    return out
 
 
 class _CountingTransport:
@@ -65,15 +48,15 @@ def test_echoes_of_one_read_share_one_write(run: Any, max_queue: int) -> None:
             messages = [f"message {i}".encode() for i in range(64)]
             writer.write(b"".join(masked_text(m) for m in messages))  # one segment
             received = b""
-            while len(parse_unmasked(received)) < 64:
+            while len(unmasked_payloads(received)) < 64:
                 received += await asyncio.wait_for(reader.read(65536), 5)
-            assert parse_unmasked(received) == messages  # all of them, in order
+            assert unmasked_payloads(received) == messages  # all of them, in order
             # One write per message would be 64; a batch read in one go answers in
             # one write (two if the first echo went out before the rest was parsed).
             assert 1 <= len(writes) <= 3, writes
             writes.clear()
             writer.write(masked_text(b"alone"))  # a lone message is answered at once
-            assert parse_unmasked(await asyncio.wait_for(reader.read(65536), 5)) == [b"alone"]
+            assert unmasked_payloads(await asyncio.wait_for(reader.read(65536), 5)) == [b"alone"]
             assert len(writes) == 1
             writer.close()
 

@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable, List
 
 import pytest
+from frames_support import masked_text, unmasked_payloads
 from threaded_support import HOST, echo, uri, wait_until
 
 from transports.threaded import (
@@ -398,3 +399,92 @@ def test_server_closes_tcp_after_the_closing_handshake(start_server: Start, clea
             assert ws.sock.fileno() != -1  # lingering until our EOF (or 2 s)
     finally:
         sock.close()
+
+
+class CountingSocket:
+    """A connection's socket, with its ``send`` calls recorded."""
+
+    def __init__(self, sock: socket.socket, sends: List[int]) -> None:
+        self._sock = sock
+        self._sends = sends
+
+    def send(self, data: Any, *flags: int) -> int:
+        self._sends.append(len(data))
+        return self._sock.send(data, *flags)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def read_payloads(sock: socket.socket, count: int) -> List[bytes]:
+    received = b""
+    while len(unmasked_payloads(received)) < count:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed"
+        received += chunk
+    return unmasked_payloads(received)
+
+
+@pytest.mark.parametrize("max_queue", [16, 4])
+def test_answers_to_a_batch_share_one_send(start_server: Start, max_queue: int) -> None:
+    sends: List[int] = []
+
+    def handler(ws: Any) -> None:
+        ws.sock = CountingSocket(ws.sock, sends)
+        for message in ws:
+            ws.send(message)
+
+    server = start_server(handler, compression=None, max_queue=max_queue)
+    sock = raw_handshake(server.port)
+    messages = [f"message {i}".encode() for i in range(64)]
+    sock.sendall(b"".join(masked_text(m) for m in messages))  # one segment
+    assert read_payloads(sock, 64) == messages  # all of them, in order
+    # One send per message would be 64; the answers to what one read brought leave
+    # together (a few sends if the first answers went out before the rest came).
+    assert 1 <= len(sends) <= 4, sends
+    sends.clear()
+    sock.sendall(masked_text(b"alone"))  # a lone message is answered at once
+    assert read_payloads(sock, 1) == [b"alone"]
+    assert len(sends) == 1
+    sock.close()
+
+
+def test_held_answers_leave_when_the_handler_is_busy(start_server: Start) -> None:
+    # An answer held back because more messages wait goes out within milliseconds
+    # even if the handler then works for a long time without calling recv().
+    def handler(ws: Any) -> None:
+        first = ws.recv()
+        ws.send(first)
+        time.sleep(1.0)
+        for message in ws:
+            ws.send(message)
+
+    server = start_server(handler, compression=None)
+    sock = raw_handshake(server.port)
+    sock.sendall(masked_text(b"one") + masked_text(b"two") + masked_text(b"three"))
+    started = time.monotonic()
+    assert read_payloads(sock, 1) == [b"one"]
+    assert time.monotonic() - started < 0.5
+    assert read_payloads(sock, 2) == [b"two", b"three"]
+    sock.close()
+
+
+def test_close_sends_held_answers_first(start_server: Start) -> None:
+    # An answer held back (more messages wait) leaves before the close frame.
+    def handler(ws: Any) -> None:
+        ws.send(ws.recv())
+        ws.close(1000, "bye")
+
+    server = start_server(handler, compression=None)
+    sock = raw_handshake(server.port)
+    sock.sendall(masked_text(b"one") + masked_text(b"two") + masked_text(b"three"))
+    received = b""
+    while len(unmasked_payloads(received)) < 2:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed"
+        received += chunk
+    first, close = unmasked_payloads(received)[:2]
+    assert first == b"one"
+    assert received[0] == 0x81 and received[2 + len(first)] == 0x88  # text, then close
+    assert close == b"\x03\xe8bye"
+    sock.close()

@@ -69,6 +69,8 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 _SELECTOR, _THREAD, _LAZY = 0, 1, 2  # who reads the socket (_LAZY: a thread, soon the loop)
 _PARK_AFTER = 1.0  # a reader idle this long hands its socket to the I/O thread and sleeps
 _SEND_POLL = 1.0  # longest single wait of a blocked sender
+_CORK_LIMIT = 16384  # answers held while more received messages wait (bytes, at most)
+_CORK_DELAY = 0.002  # held answers not flushed by recv() go out from the I/O thread then
 _LINGER = 2.0  # after the close, how long to wait for the peer's EOF
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
 # A reader blocked in recv() wakes after _PARK_AFTER without data (then parks).
@@ -147,7 +149,7 @@ class Connection:
     # ``__dict__`` stays, created on first use, for the attributes applications
     # like to hang on a connection (``connection.user = ...``).
     __slots__ = (
-        "__dict__", "__weakref__", "_closed", "_closed_event", "_core", "_draining",
+        "__dict__", "__weakref__", "_closed", "_closed_event", "_core", "_corked", "_draining",
         "_fd", "_flags", "_force_close_at", "_interest", "_lingering", "_lock", "_loop",
         "_max_queue", "_messages", "_parked", "_partial", "_pending", "_poll", "_pongs",
         "_reader", "_recv_busy", "_recv_guard", "_scheduled", "_send_lock", "_sock_closed",
@@ -173,6 +175,7 @@ class Connection:
         self._messages: List[Any] = []  # at most max_queue: pop(0) is cheap, a deque is 0.7 KiB
         self._partial: List[Data] = []  # fragments of a message recv() timed out in
         self._pending = bytearray()  # written from the front, appended at the back
+        self._corked = False  # answers held in the core for one send() (see send)
         self._reader = _THREAD  # the opening handshake is read by its thread
         self._interest = 0
         self._flags = 0  # MSG_DONTWAIT once the socket is in blocking mode (_start_io)
@@ -318,6 +321,8 @@ class Connection:
                         return item
                     if self._closed is not None:
                         raise self._closed_error()
+                    if self._corked:  # the batch is answered: before waiting for more
+                        self._flush()
                     if not owned:
                         owned = True
                         self._reader = _THREAD  # from _LAZY: no system call at all
@@ -449,6 +454,18 @@ class Connection:
                 with self._lock:
                     self._check_sendable()
                     self._core.send(message)
+                    if (
+                        (self._messages or self._core.more_buffered)
+                        and not self._pending
+                        and self._core.bytes_to_send < _CORK_LIMIT
+                    ):
+                        # More received messages wait for the handler: the answers to
+                        # a batch leave in one send(), when recv() finds the queue
+                        # empty, or from the I/O thread after _CORK_DELAY at the latest.
+                        if not self._corked:
+                            self._corked = True
+                            self._schedule_at(time.monotonic() + _CORK_DELAY)
+                        return
                     self._flush()
                     if len(self._pending) <= self._allowed_pending():
                         return
@@ -597,6 +614,8 @@ class Connection:
             if self._force_close_at is not None and time.monotonic() >= self._force_close_at:
                 self._close_socket()
                 return
+            if self._corked:
+                self._flush()
             self._run_timers()  # whoever reads: a reader thread sleeps until data comes
             if not self._sock_closed:
                 if self._reader == _SELECTOR:
@@ -615,8 +634,11 @@ class Connection:
             deadline = (
                 self._force_close_at if deadline is None else min(deadline, self._force_close_at)
             )
-        if deadline is None:
-            return
+        if deadline is not None:
+            self._schedule_at(deadline)
+
+    def _schedule_at(self, deadline: float) -> None:
+        """Have the I/O thread call ``on_timer`` at ``deadline`` at the latest."""
         if self._scheduled is None or deadline < self._scheduled:
             self._scheduled = deadline
             self._loop.schedule(self, deadline)
@@ -726,7 +748,8 @@ class Connection:
             self._parked.set()
 
     def _after_events(self) -> None:
-        self._flush()
+        if not self._corked or self._core.state is not State.OPEN:
+            self._flush()  # (held answers wait for theirs, unless closing: see send)
         if self._closed is not None and not self._sock_closed:
             if self._pending and self._force_close_at is None:
                 self._force_close_at = time.monotonic() + _LINGER
@@ -759,6 +782,7 @@ class Connection:
         self._adopt()
 
     def _flush(self) -> None:
+        self._corked = False
         data = self._core.data_to_send()
         pending = self._pending
         if data:
