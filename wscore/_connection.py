@@ -423,16 +423,21 @@ class _Connection:
 
     def next_deadline(self) -> Optional[float]:
         """When ``handle_timers`` should next be called (clock time), or ``None``."""
-        best: Optional[float] = None
-        for deadline in (
-            self._open_deadline,
-            self._ping_due,
-            self._pong_deadline,
-            self._close_deadline,
-            self._failure_deadline,
-        ):
-            if deadline is not None and (best is None or deadline < best):
-                best = deadline
+        # Unrolled: transports ask after every read, and a loop over a tuple
+        # costs twice as much.
+        best = self._ping_due
+        deadline = self._pong_deadline
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+        deadline = self._open_deadline
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+        deadline = self._close_deadline
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+        deadline = self._failure_deadline
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
         return best
 
     def handle_timers(self, now: Optional[float] = None) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from core_support import Clock, Pair, closed, handshake_request
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wscore import (
     ClientConnection,
@@ -223,3 +227,15 @@ def test_keepalive_ping_not_forgotten_among_many_pings():
     pair.client.handle_timers()
     pair.deliver()
     assert pair.client.state is State.OPEN
+
+
+_DEADLINES = ("_open_deadline", "_ping_due", "_pong_deadline", "_close_deadline", "_failure_deadline")
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(0, 1e6)), min_size=5, max_size=5))
+def test_next_deadline_is_the_earliest_timer(values: list[Optional[float]]) -> None:
+    conn = ServerConnection()
+    for name, value in zip(_DEADLINES, values):
+        setattr(conn, name, value)
+    due = [value for value in values if value is not None]
+    assert conn.next_deadline() == (min(due) if due else None)

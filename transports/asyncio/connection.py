@@ -396,7 +396,9 @@ class Connection(asyncio.Protocol):
         self._receiving = True
         try:
             if not self._streaming:
-                return cast(Data, await self._recv_item(deadline))
+                if not queue:  # (inlined _recv_item: a coroutine less per message)
+                    await self._wait_queue(deadline)
+                return cast(Data, self._pop())
             # Fragments already taken stay in _partial if this call times out or is cancelled.
             parts = self._partial
             while True:
