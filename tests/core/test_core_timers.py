@@ -229,7 +229,9 @@ def test_keepalive_ping_not_forgotten_among_many_pings():
     assert pair.client.state is State.OPEN
 
 
-_DEADLINES = ("_open_deadline", "_ping_due", "_pong_deadline", "_close_deadline", "_failure_deadline")
+_DEADLINES = (
+    "_open_deadline", "_ping_due", "_pong_deadline", "_close_deadline", "_failure_deadline"
+)
 
 
 @given(st.lists(st.one_of(st.none(), st.floats(0, 1e6)), min_size=5, max_size=5))

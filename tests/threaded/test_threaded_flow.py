@@ -488,3 +488,24 @@ def test_close_sends_held_answers_first(start_server: Start) -> None:
     assert received[0] == 0x81 and received[2 + len(first)] == 0x88  # text, then close
     assert close == b"\x03\xe8bye"
     sock.close()
+
+
+def test_held_answers_leave_no_timers_behind(start_server: Start) -> None:
+    # Each held batch arms a short timer; its firing must not add another copy of
+    # the keepalive timer to the loop's heap (which would then pile up for 20 s).
+    def handler(ws: Any) -> None:
+        for message in ws:
+            ws.send(message)
+
+    server = start_server(handler, compression=None, ping_interval=20)
+    sock = raw_handshake(server.port)
+    for batch in range(30):
+        messages = [f"{batch}-{i}".encode() for i in range(8)]
+        sock.sendall(b"".join(masked_text(m) for m in messages))
+        assert read_payloads(sock, 8) == messages
+        time.sleep(0.005)  # the batch's timer fires
+    time.sleep(0.05)
+    with server._loop._lock:
+        timers = len(server._loop._heap)
+    assert timers <= 5, timers
+    sock.close()

@@ -464,7 +464,8 @@ class Connection:
                         # empty, or from the I/O thread after _CORK_DELAY at the latest.
                         if not self._corked:
                             self._corked = True
-                            self._schedule_at(time.monotonic() + _CORK_DELAY)
+                            # (Not _scheduled: this extra timer leaves the regular one be.)
+                            self._loop.schedule(self, time.monotonic() + _CORK_DELAY)
                         return
                     self._flush()
                     if len(self._pending) <= self._allowed_pending():
@@ -608,14 +609,19 @@ class Connection:
     def on_timer(self) -> None:
         """The I/O thread's timer for this connection fired."""
         with self._lock:
+            if self._corked and not self._sock_closed:
+                self._flush()
+            if self._scheduled is not None and time.monotonic() < self._scheduled:
+                # A cork timer, or one whose deadline moved: the timer at _scheduled
+                # is still in the loop's heap. (Scheduling it again would pile up a
+                # copy per corked batch until that deadline.)
+                return
             self._scheduled = None
             if self._sock_closed:
                 return
             if self._force_close_at is not None and time.monotonic() >= self._force_close_at:
                 self._close_socket()
                 return
-            if self._corked:
-                self._flush()
             self._run_timers()  # whoever reads: a reader thread sleeps until data comes
             if not self._sock_closed:
                 if self._reader == _SELECTOR:
@@ -634,11 +640,8 @@ class Connection:
             deadline = (
                 self._force_close_at if deadline is None else min(deadline, self._force_close_at)
             )
-        if deadline is not None:
-            self._schedule_at(deadline)
-
-    def _schedule_at(self, deadline: float) -> None:
-        """Have the I/O thread call ``on_timer`` at ``deadline`` at the latest."""
+        if deadline is None:
+            return
         if self._scheduled is None or deadline < self._scheduled:
             self._scheduled = deadline
             self._loop.schedule(self, deadline)
