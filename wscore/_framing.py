@@ -744,6 +744,9 @@ class Framer(FrameProtocol):
                 return self._frame(0x82, payload)  # type: ignore[arg-type]
             if kind is str:
                 return self._frame(0x81, payload.encode("utf-8"))  # type: ignore[union-attr]
+        if not isinstance(payload, (bytes, bytearray, memoryview, str)):
+            # wsproto 1.3 raises TypeError here, 1.2 (the last for Python 3.9) ValueError.
+            raise TypeError("Must provide bytes or text")
         return super().send_data(payload, fin)
 
     def _serialize_frame(
