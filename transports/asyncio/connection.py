@@ -443,6 +443,8 @@ class Connection(asyncio.Protocol):
     async def __anext__(self) -> Data:
         """``async for message in connection``: the next message; the loop ends on a
         normal close (ConnectionClosedError still raises)."""
+        if self._queue and not self._streaming and not self._receiving:
+            return cast(Data, self._pop())  # what recv() would do, without its coroutine
         try:
             return await self.recv()
         except ConnectionClosedOK:
