@@ -333,19 +333,27 @@ class Connection(asyncio.Protocol):
 
     # -- receiving ------------------------------------------------------------------
 
+    def _queue_waiter(self) -> Optional[asyncio.Future[None]]:
+        """With the queue empty: a future to await for the next item, or None if the
+        queue should be looked at again. Raises ConnectionClosed if no item will come."""
+        if self._close_event is not None or self._lost:
+            raise self._closed_exc()
+        if self.core.failure_pending:
+            self._process(fire=True)  # every message before it was taken: fail now
+            return None
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiter = waiter
+        return waiter
+
     async def _wait_queue(self, deadline: Optional[float] = None) -> None:
         """Wait until the queue has an item; raise ConnectionClosed if none will come.
 
         Raises ``TimeoutError`` when ``deadline`` (on ``CLOCK``) passes first.
         """
-        queue = self._queue
-        while not queue:
-            if self._close_event is not None or self._lost:
-                raise self._closed_exc()
-            if self.core.failure_pending:
-                self._process(fire=True)  # every message before it was taken: fail now
+        while not self._queue:
+            waiter = self._queue_waiter()
+            if waiter is None:
                 continue
-            waiter = self._waiter = self._loop.create_future()
             try:
                 if deadline is None:
                     await waiter
@@ -396,7 +404,16 @@ class Connection(asyncio.Protocol):
         self._receiving = True
         try:
             if not self._streaming:
-                if not queue:  # (inlined _recv_item: a coroutine less per message)
+                if deadline is None:
+                    # _wait_queue without a timeout, inline: no coroutine per message.
+                    while not queue:
+                        waiter = self._queue_waiter()
+                        if waiter is not None:
+                            try:
+                                await waiter
+                            finally:
+                                self._waiter = None
+                elif not queue:
                     await self._wait_queue(deadline)
                 return cast(Data, self._pop())
             # Fragments already taken stay in _partial if this call times out or is cancelled.
