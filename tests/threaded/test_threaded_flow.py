@@ -22,6 +22,7 @@ from transports.threaded import (
     ServerConnection,
     connect,
 )
+from transports.threaded.ioloop import client_loop
 
 Start = Callable[..., Server]
 READ_SIZE = 65536  # what the transport reads from a socket at once
@@ -509,3 +510,19 @@ def test_held_answers_leave_no_timers_behind(start_server: Start) -> None:
         timers = len(server._loop._heap)
     assert timers <= 5, timers
     sock.close()
+
+
+def test_closed_connections_leave_the_timer_heaps(start_server: Start) -> None:
+    # Keepalive and close timers of closed connections are swept from the I/O loops'
+    # heaps instead of staying until their deadlines (20 s of keepalive here).
+    server = start_server(echo, ping_interval=20)
+    for _ in range(600):
+        with connect(uri(server), ping_interval=20, open_timeout=5) as ws:
+            ws.send("x")
+            assert ws.recv(timeout=5) == "x"
+    with client_loop()._lock:
+        client_timers = len(client_loop()._heap)
+    with server._loop._lock:
+        server_timers = len(server._loop._heap)
+    assert client_timers <= 400, client_timers  # 3 per connection before: 1,800
+    assert server_timers <= 400, server_timers  # 1 per connection before: 600

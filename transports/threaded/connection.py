@@ -606,6 +606,10 @@ class Connection:
                 self._update_interest()
                 self._schedule()
 
+    def _timers_done(self) -> bool:
+        """True once no timer of this connection can matter (the I/O loop drops them)."""
+        return self._sock_closed
+
     def on_timer(self) -> None:
         """The I/O thread's timer for this connection fired."""
         with self._lock:

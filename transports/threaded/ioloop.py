@@ -35,6 +35,7 @@ EVENT_WRITE = selectors.EVENT_WRITE
 _MAX_SLEEP = 1.0
 _ADOPT_AFTER = 0.05  # a handler away from recv() this long gets its socket watched here
 _LAZY_TICK = 0.1
+_COMPACT_MIN = 256  # timers kept before the heap is first swept of finished connections
 
 
 class IOLoop:
@@ -44,6 +45,7 @@ class IOLoop:
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()  # guards the heap and registrations
         self._heap: List[Tuple[float, int, Connection]] = []
+        self._compact_at = _COMPACT_MIN  # heap size that triggers the next sweep
         self._seq = itertools.count()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -98,10 +100,25 @@ class IOLoop:
     def schedule(self, conn: Connection, deadline: float) -> None:
         """Make sure the loop looks at ``conn`` no later than ``deadline``."""
         with self._lock:
-            heapq.heappush(self._heap, (deadline, next(self._seq), conn))
+            heap = self._heap
+            heapq.heappush(heap, (deadline, next(self._seq), conn))
+            if len(heap) > self._compact_at:
+                self._sweep()
             wake = deadline < self._sleep_until
         if wake:
             self.wake()
+
+    def _sweep(self) -> None:
+        """Drop the timers of finished connections (under the lock).
+
+        A closed connection's timers would otherwise stay until their deadlines
+        (keepalive, close timeout): a client opening and closing connections in a
+        loop would hold thousands of them. Amortized: the heap doubles between sweeps.
+        """
+        live = [entry for entry in self._heap if not entry[2]._timers_done()]
+        heapq.heapify(live)
+        self._heap = live
+        self._compact_at = max(_COMPACT_MIN, 2 * len(live))
 
     def adopt_later(self, conn: Connection) -> None:
         """``conn``'s reader left ``recv()``: watch its socket unless it comes back soon.

@@ -116,6 +116,9 @@ class _Refuser:
     def on_timer(self) -> None:
         self._finish()
 
+    def _timers_done(self) -> bool:
+        return self._done
+
     def _finish(self) -> None:
         if self._done:
             return
