@@ -417,13 +417,18 @@ class CountingSocket:
         return getattr(self._sock, name)
 
 
-def read_payloads(sock: socket.socket, count: int) -> List[bytes]:
+def read_frames(sock: socket.socket, count: int) -> bytes:
+    """Read until ``count`` whole unmasked frames came; return the bytes read."""
     received = b""
     while len(unmasked_payloads(received)) < count:
         chunk = sock.recv(65536)
         assert chunk, "connection closed"
         received += chunk
-    return unmasked_payloads(received)
+    return received
+
+
+def read_payloads(sock: socket.socket, count: int) -> List[bytes]:
+    return unmasked_payloads(read_frames(sock, count))
 
 
 @pytest.mark.parametrize("max_queue", [16, 4])
@@ -479,11 +484,7 @@ def test_close_sends_held_answers_first(start_server: Start) -> None:
     server = start_server(handler, compression=None)
     sock = raw_handshake(server.port)
     sock.sendall(masked_text(b"one") + masked_text(b"two") + masked_text(b"three"))
-    received = b""
-    while len(unmasked_payloads(received)) < 2:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed"
-        received += chunk
+    received = read_frames(sock, 2)
     first, close = unmasked_payloads(received)[:2]
     assert first == b"one"
     assert received[0] == 0x81 and received[2 + len(first)] == 0x88  # text, then close
