@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, List
 
 import pytest
-from threaded_support import wait_until
+from threaded_support import HOST, echo, wait_until
 
 from transports.threaded import Server
 from transports.threaded import server as server_module
@@ -82,3 +83,86 @@ def test_shutdown_releases_idle_workers(start_server: Start, client: Any) -> Non
     server.shutdown(timeout=5)
     assert time.monotonic() - started < 2
     assert all(not t.is_alive() for t in threads)
+
+
+REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def slow_clients(server: Server, n: int, start: bytes = REQUEST[:30]) -> List[socket.socket]:
+    """``n`` TCP connections that send the ``start`` of their request, then nothing."""
+    socks = [socket.create_connection((HOST, server.port), timeout=5) for _ in range(n)]
+    for sock in socks:
+        sock.sendall(start)
+    assert wait_until(lambda: len(server._openings) == n)
+    return socks
+
+
+def test_clients_take_a_thread_only_once_their_request_is_in(
+    start_server: Start, client: Any
+) -> None:
+    # The I/O thread reads requests: silent or slow clients hold no thread and no
+    # max_connections slot, so they cannot lock out the others (slowloris).
+    server = start_server(echo, max_connections=2)
+    # Silent ones (Linux: TCP_DEFER_ACCEPT keeps them in the kernel) and slow ones.
+    silent = [socket.create_connection((HOST, server.port), timeout=5) for _ in range(5)]
+    silent += slow_clients(server, 20)
+    try:
+        assert not server._threads and server._active == 0
+        ws = client(server)
+        ws.send("x")
+        assert ws.recv(timeout=5) == "x"
+        assert len(server._threads) == 1
+        # A request sent a byte at a time is read as it comes.
+        with socket.create_connection((HOST, server.port), timeout=5) as slow:
+            for i in range(len(REQUEST)):
+                slow.send(REQUEST[i : i + 1])
+                if i % 40 == 0:
+                    time.sleep(0.01)
+            assert slow.recv(4096).startswith(b"HTTP/1.1 101 ")
+            assert wait_until(lambda: server._active == 2)
+            # max_connections counts connections with a thread, not the silent ones.
+            with pytest.raises(Exception) as info:
+                client(server)
+            assert getattr(info.value, "status", None) == 503
+    finally:
+        for sock in silent:
+            sock.close()
+    assert wait_until(lambda: not server._openings)
+
+
+def test_silent_clients_time_out_and_close_at_shutdown(start_server: Start) -> None:
+    server = start_server(ident_handler([]), open_timeout=0.5)
+    first = slow_clients(server, 3)
+    started = time.monotonic()
+    for sock in first:
+        assert sock.recv(100) == b""  # closed at open_timeout, no answer
+    assert 0.3 < time.monotonic() - started < 3
+    assert wait_until(lambda: not server._openings)
+    server = start_server(ident_handler([]))  # open_timeout 10 s: shutdown closes them
+    second = slow_clients(server, 3)
+    started = time.monotonic()
+    server.shutdown(timeout=3)
+    for sock in second:
+        assert sock.recv(100) == b""
+        sock.close()
+    assert time.monotonic() - started < 2
+
+
+def test_silent_tls_clients_hold_no_thread(
+    start_server: Start, client: Any, tls_contexts: tuple
+) -> None:
+    server_ctx, client_ctx = tls_contexts
+    server = start_server(ident_handler([]), ssl=server_ctx, max_connections=1)
+    silent = slow_clients(server, 5, b"\x16\x03\x01")  # a TLS record begun, no more
+    try:
+        ws = client(f"wss://localhost:{server.port}/", ssl=client_ctx)
+        ws.send("x")
+        assert ws.recv(timeout=5) == "x"
+        assert len(server._threads) == 1
+    finally:
+        for sock in silent:
+            sock.close()
+    assert wait_until(lambda: len(server._openings) == 0)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 import ssl as ssl_module
 import stat
 import threading
 import time
-from typing import Any, Callable, Iterable, List, Optional, Set, Union
+from typing import Any, Callable, Iterable, List, Optional, Set, Tuple, Union
 
 import wscore
 from wscore import ConnectionClosed, RequestReceived, State
@@ -21,26 +22,35 @@ from .._common import (
     split_options,
     wants_path,
 )
-from .connection import Connection, Data
-from .ioloop import EVENT_READ, IOLoop
+from .connection import (
+    _BLOCKING_READS,
+    _DONTWAIT,
+    _HANDSHAKE_READ_SIZE,
+    _LINGER,
+    _WOULD_BLOCK,
+    Connection,
+    Data,
+)
+from .ioloop import EVENT_READ, EVENT_WRITE, IOLoop
 
 __all__ = ["serve", "Server", "ServerConnection", "broadcast"]
 
 _STACK_SIZE = 256 * 1024
 _stack_lock = threading.Lock()
+_HEAD_END = re.compile(b"\n\r?\n")  # where h11 ends a request head
 _IDLE_TIMEOUT = 30.0  # an idle worker thread waits this long for a connection, then exits
 _MAX_IDLE = 256  # idle worker threads kept at most
 
 
 class _Worker:
-    """An idle worker thread's mailbox: ``wake`` is released once ``sock`` is set."""
+    """An idle worker thread's mailbox: ``wake`` is released once ``job`` is set."""
 
-    __slots__ = ("wake", "sock")
+    __slots__ = ("wake", "job")
 
     def __init__(self) -> None:
         self.wake = threading.Lock()
         self.wake.acquire()
-        self.sock: Optional[socket.socket] = None
+        self.job: Optional[_Opening] = None
 
 
 def _start_thread(target: Callable[[], Any], name: str) -> threading.Thread:
@@ -68,68 +78,179 @@ class ServerConnection(Connection):
         self.server._forget(self)
 
 
-class _Refuser:
-    """Answers 503 to a connection beyond ``max_connections``, inside the I/O thread."""
+class _Opening:
+    """A new connection until its request head is in, watched by the I/O thread.
 
-    def __init__(
-        self,
-        server: Server,
-        sock: socket.socket,
-        why: str = "server at capacity: max_connections reached",
-    ) -> None:
+    No thread waits for a client that is slow to send its request, or never
+    does: the I/O thread does the TLS handshake and collects the head's bytes,
+    within ``open_timeout`` and ``max_request_size``, then hands them to a worker
+    thread, which parses and answers them (see ``Server._start``). Only refusals
+    are answered here: a head too large (431), no room (503).
+    """
+
+    __slots__ = ("_server", "sock", "head", "deadline", "_tls", "_plain", "_interest", "_done",
+                 "_linger_until", "_core")
+
+    def __init__(self, server: Server, sock: socket.socket) -> None:
         self._server = server
-        self._why = why
-        self._core = wscore.ServerConnection(server._config)
+        self.head = bytearray()  # what the client sent so far: the head, maybe more
+        timeout = server._config.open_timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self._interest = 0
         self._done = False
-        sock.setblocking(False)
+        self._linger_until: Optional[float] = None
+        self._core: Optional[wscore.ServerConnection] = None  # only to answer a refusal
         self._tls = server._ssl is not None
-        if server._ssl is not None:  # the 503 must go out inside TLS
+        # A plain socket stays blocking for its worker: reads here pass MSG_DONTWAIT.
+        self._plain = not self._tls and _BLOCKING_READS
+        if not self._plain:
+            sock.setblocking(False)
+        if server._ssl is not None:
             sock = server._ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         self.sock = sock
-        server._loop.watch(self, EVENT_READ)  # type: ignore[arg-type]
-        deadline = self._core.next_deadline() or time.monotonic() + 10
-        server._loop.schedule(self, deadline)  # type: ignore[arg-type]
+
+    def start(self) -> bool:
+        """Take the request if it is there already, else wait for it in the loop.
+
+        Returns whether it waits (True) or is done (handed over, or closed).
+        """
+        if self._plain:
+            self.on_ready(EVENT_READ)
+        else:
+            self._want(EVENT_READ)
+        if self._done:
+            return False
+        if self.deadline is not None:
+            self._server._loop.schedule(self, self.deadline)  # type: ignore[arg-type]
+        return True
 
     def on_ready(self, mask: int) -> None:
+        if self._done:
+            return
+        sock = self.sock
+        if self._linger_until is not None:  # answered: discard input until the peer's EOF
+            self._drain()
+            return
         if self._tls:
             try:
-                self.sock.do_handshake()  # type: ignore[attr-defined]
-            except (ssl_module.SSLWantReadError, ssl_module.SSLWantWriteError):
+                sock.do_handshake()  # type: ignore[attr-defined]
+            except ssl_module.SSLWantReadError:
+                self._want(EVENT_READ)
                 return
-            except OSError:
-                self._finish()
+            except ssl_module.SSLWantWriteError:
+                self._want(EVENT_WRITE)
+                return
+            except (OSError, ValueError) as exc:
+                logger.debug("TLS handshake failed: %s", exc)
+                self._close()
                 return
             self._tls = False
-        try:
-            data = self.sock.recv(8192)
-        except (BlockingIOError, ssl_module.SSLWantReadError):
-            return
-        except OSError:
-            data = b""
-        self._core.receive_data(data)
-        for event in self._core.events():
-            if isinstance(event, RequestReceived):
-                self._core.respond(503, self._why + "\n")
-        if self._core.state is State.CLOSED:
-            self._finish()
+        flags = _DONTWAIT if self._plain else 0
+        head = self.head
+        limit = self._server._config.max_request_size
+        while True:
+            try:
+                data = sock.recv(_HANDSHAKE_READ_SIZE, flags)
+            except _WOULD_BLOCK:
+                self._want(EVENT_READ)
+                return
+            except OSError:
+                data = b""
+            if not data:  # the peer left before its request was complete
+                self._close()
+                return
+            # The end of the head: h11's blank line, searched in what is new.
+            start = max(0, len(head) - 2)
+            head += data
+            if _HEAD_END.search(head, start) is not None:
+                self._server._start(self)
+                return
+            if len(head) > limit:
+                self.refuse(431, "")  # the core says why
+                return
 
     def on_timer(self) -> None:
-        self._finish()
+        if self._done:
+            return
+        now = time.monotonic()
+        if self._linger_until is not None:
+            if now >= self._linger_until:
+                self._close()
+        elif self.deadline is not None and now >= self.deadline:
+            self._close()  # open_timeout: no answer, as the core does
 
     def _timers_done(self) -> bool:
         return self._done
 
+    def refuse(self, status: int, why: str) -> None:
+        """Answer ``status`` with ``why`` as the body (after the core's own refusals), close."""
+        self._core = core = wscore.ServerConnection(self._server._config)
+        core.receive_data(bytes(self.head))
+        if core.state is State.CONNECTING and core.request is not None:
+            core.respond(status, why + "\n", [("Retry-After", "1")])
+        self._finish()
+
+    def hand_over(self) -> None:
+        """Stop watching the socket: a worker thread takes the connection."""
+        self._done = True
+        self._want(0)
+
+    def take_back(self) -> None:
+        """Undo :meth:`hand_over` (no worker could take the connection)."""
+        self._done = False
+
+    def _want(self, events: int) -> None:
+        if events != self._interest:
+            self._interest = events
+            self._server._loop.watch(self, events)  # type: ignore[arg-type]
+
     def _finish(self) -> None:
+        """Write the refusal, then close once the peer has read it.
+
+        Closing with unread input (the rest of an oversized head) would make the
+        kernel reset the connection, which can destroy the answer before the peer
+        reads it: so send FIN and discard input until EOF, ``_LINGER`` at most.
+        """
+        data = self._core.data_to_send() if self._core is not None else b""
+        self.head = bytearray()
+        if not data:
+            self._close()
+            return
+        try:
+            if self._plain:
+                self.sock.send(data, _DONTWAIT)
+            else:
+                self.sock.send(data)
+            self.sock.shutdown(socket.SHUT_WR)
+        except (OSError, ValueError):
+            self._close()
+            return
+        self._linger_until = time.monotonic() + _LINGER
+        self._server._loop.schedule(self, self._linger_until)  # type: ignore[arg-type]
+        self._drain()
+
+    def _drain(self) -> None:
+        flags = _DONTWAIT if self._plain else 0
+        for _ in range(16):
+            try:
+                if not self.sock.recv(_HANDSHAKE_READ_SIZE, flags):
+                    break
+            except _WOULD_BLOCK:
+                self._want(EVENT_READ)
+                return
+            except OSError:
+                break
+        else:
+            self._want(EVENT_READ)
+            return
+        self._close()
+
+    def _close(self) -> None:
         if self._done:
             return
         self._done = True
-        try:
-            data = self._core.data_to_send()
-            if data:
-                self.sock.send(data)
-        except OSError:
-            pass
-        self._server._loop.watch(self, 0)  # type: ignore[arg-type]
+        self._want(0)
+        self._server._forget_opening(self)
         try:
             self.sock.close()
         except OSError:  # pragma: no cover
@@ -139,8 +260,10 @@ class _Refuser:
 class Server:
     """A WebSocket server running ``handler(connection)`` in a thread per connection.
 
-    It listens from construction on; use it as a context manager, call
-    :meth:`serve_forever` to block, and :meth:`shutdown` to stop.
+    A connection gets its thread once its request head is in (see ``_Opening``);
+    ``max_connections`` counts those. It listens from construction on; use it as
+    a context manager, call :meth:`serve_forever` to block, and :meth:`shutdown`
+    to stop.
     """
 
     def __init__(
@@ -167,7 +290,9 @@ class Server:
         self._connections: Set[ServerConnection] = set()
         self._threads: Set[threading.Thread] = set()  # every worker thread alive
         self._idle: List[_Worker] = []  # workers waiting for a connection (LIFO)
-        self._active = 0  # connections being served (handshake included)
+        self._openings: Set[_Opening] = set()  # waiting for their request, in the I/O thread
+        self._batch: Optional[List[Tuple[_Opening, Optional[_Worker]]]] = None  # see _accept
+        self._active = 0  # connections with a worker thread (from their request on)
         self._stopped = threading.Event()
         self._closing = False
         self.sockets: List[socket.socket] = []
@@ -238,6 +363,7 @@ class Server:
                 pass
         if self._unix_path is not None:
             _remove_stale_socket(self._unix_path)
+        self._loop.call_soon(self._drop_openings)
         deadline = time.monotonic() + timeout
         for conn in self.connections:
             conn.start_close(1001, "server shutting down")
@@ -263,47 +389,95 @@ class Server:
     # -- internals ----------------------------------------------------------------
 
     def _accept(self, listener: socket.socket) -> None:
-        for _ in range(64):
-            try:
-                sock, _addr = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            worker = None
-            with self._lock:
+        # Workers for the requests read here wake once the batch is done: a worker
+        # woken earlier would contend for the GIL with this thread's next accept().
+        batch: List[Tuple[_Opening, Optional[_Worker]]] = []
+        self._batch = batch
+        try:
+            for _ in range(64):
+                try:
+                    sock, _addr = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break
                 if self._closing:
                     sock.close()
                     continue
-                full = self._max_connections is not None and self._active >= self._max_connections
-                if not full:
-                    self._active += 1
-                    if self._idle:
-                        worker = self._idle.pop()
-            if full:
-                _Refuser(self, sock)
-            elif worker is not None:  # no thread start-up on the I/O thread's path
-                worker.sock = sock
-                worker.wake.release()
-            else:
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 try:
-                    thread = _start_thread(functools.partial(self._work, sock), "wscore-conn")
-                except RuntimeError as exc:  # the system refused a thread (limits, memory)
-                    with self._lock:
-                        self._active -= 1
-                    logger.warning("cannot start a thread for a new connection: %s", exc)
-                    _Refuser(self, sock, "server at capacity: cannot start a thread")
+                    opening = _Opening(self, sock)
+                except (OSError, ValueError) as exc:  # pragma: no cover - e.g. closed meanwhile
+                    logger.debug("cannot serve an accepted connection: %s", exc)
+                    sock.close()
                     continue
-                with self._lock:
-                    self._threads.add(thread)
+                if opening.start():  # still waiting for its request
+                    with self._lock:
+                        self._openings.add(opening)
+        finally:
+            self._batch = None
+            for opening, worker in batch:
+                self._dispatch(opening, worker)
+
+    def _start(self, opening: _Opening) -> None:
+        """In the I/O thread: ``opening``'s request is in; give it a worker thread."""
+        worker = None
+        with self._lock:
+            if self._closing:
+                refusal: Optional[str] = "server shutting down"
+            elif self._max_connections is not None and self._active >= self._max_connections:
+                refusal = "server at capacity: max_connections reached"
+            else:
+                refusal = None
+                self._active += 1
+                self._openings.discard(opening)
+                if self._idle:
+                    worker = self._idle.pop()
+        if refusal is not None:
+            opening.refuse(503, refusal)
+            return
+        opening.hand_over()
+        if self._batch is not None:
+            self._batch.append((opening, worker))
+        else:
+            self._dispatch(opening, worker)
+
+    def _dispatch(self, opening: _Opening, worker: Optional[_Worker]) -> None:
+        """Wake ``worker`` for ``opening``, or start a thread for it."""
+        if worker is not None:  # no thread start-up on the I/O thread's path
+            worker.job = opening
+            worker.wake.release()
+            return
+        try:
+            thread = _start_thread(functools.partial(self._work, opening), "wscore-conn")
+        except RuntimeError as exc:  # the system refused a thread (limits, memory)
+            with self._lock:
+                self._active -= 1
+                self._openings.add(opening)
+            logger.warning("cannot start a thread for a new connection: %s", exc)
+            opening.take_back()
+            opening.refuse(503, "server at capacity: cannot start a thread")
+            return
+        with self._lock:
+            self._threads.add(thread)
+
+    def _drop_openings(self) -> None:
+        """In the I/O thread, at shutdown: close connections still sending their request."""
+        with self._lock:
+            openings = list(self._openings)
+        for opening in openings:
+            opening._close()
+
+    def _forget_opening(self, opening: _Opening) -> None:
+        with self._lock:
+            self._openings.discard(opening)
 
     def _forget(self, conn: ServerConnection) -> None:
         with self._lock:
             self._connections.discard(conn)
 
-    def _work(self, sock: Optional[socket.socket]) -> None:
+    def _work(self, job: Optional[_Opening]) -> None:
         """A worker thread: serve connections, waiting idle between them.
 
         Threads are reused (a handler's thread-local data outlives its connection);
@@ -311,11 +485,12 @@ class Server:
         """
         worker: Optional[_Worker] = None
         try:
-            while sock is not None:
+            while job is not None:
                 try:
-                    self._serve(sock)
+                    self._serve(job)
                 except Exception:  # pragma: no cover - a bug in this module
                     logger.exception("error while serving a connection")
+                job = None
                 with self._lock:
                     self._active -= 1
                     if self._closing or len(self._idle) >= _MAX_IDLE:
@@ -323,35 +498,28 @@ class Server:
                     if worker is None:
                         worker = _Worker()
                     self._idle.append(worker)
-                sock = self._next_socket(worker)
+                job = self._next_job(worker)
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _next_socket(self, worker: _Worker) -> Optional[socket.socket]:
+    def _next_job(self, worker: _Worker) -> Optional[_Opening]:
         """Wait in the idle pool for a connection; None to exit."""
         if not worker.wake.acquire(timeout=_IDLE_TIMEOUT):
             with self._lock:
                 if worker in self._idle:  # nobody took it: leave the pool
                     self._idle.remove(worker)
                     return None
-            worker.wake.acquire()  # taken meanwhile: its socket is on the way
-        sock, worker.sock = worker.sock, None
-        return sock
+            worker.wake.acquire()  # taken meanwhile: its connection is on the way
+        job, worker.job = worker.job, None
+        return job
 
-    def _serve(self, sock: socket.socket) -> None:
-        config = self._config
-        deadline = None if config.open_timeout is None else time.monotonic() + config.open_timeout
-        if self._ssl is not None:
-            try:
-                sock.settimeout(config.open_timeout)
-                sock = self._ssl.wrap_socket(sock, server_side=True)
-            except (OSError, ValueError) as exc:
-                logger.debug("TLS handshake failed: %s", exc)
-                sock.close()
-                return
-        core = wscore.ServerConnection(config)
-        conn = ServerConnection(self, sock, core)
+    def _serve(self, opening: _Opening) -> None:
+        deadline = opening.deadline
+        core = wscore.ServerConnection(self._config)
+        conn = ServerConnection(self, opening.sock, core)
+        core.receive_data(bytes(opening.head))
+        opening.head = bytearray()  # the caller keeps the opening until the handler returns
         try:
             if not self._handshake(conn, deadline):
                 return
@@ -381,7 +549,7 @@ class Server:
             conn.close(1000)
 
     def _handshake(self, conn: ServerConnection, deadline: Optional[float]) -> bool:
-        """Read the request and answer it; True if the connection is now OPEN."""
+        """Answer the request (reading the rest if need be); True if the connection is OPEN."""
         core = conn._core
         assert isinstance(core, wscore.ServerConnection)
         for event in conn._handshake_io(deadline):
@@ -436,6 +604,10 @@ def _listen(host: Optional[str], port: int, backlog: int) -> List[socket.socket]
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if hasattr(socket, "TCP_DEFER_ACCEPT"):
+                # Linux: accept() once the client has sent something (its request,
+                # mostly whole), or after 10 s: silent clients stay in the kernel.
+                listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 10)
             listener.bind(address)
             listener.listen(backlog)
         except OSError:
