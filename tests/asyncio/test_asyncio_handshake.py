@@ -198,6 +198,22 @@ def test_open_timeout_server(run: Any) -> None:
     run(main())
 
 
+@pytest.mark.skipif(not hasattr(__import__("socket"), "TCP_DEFER_ACCEPT"), reason="Linux only")
+def test_a_client_is_accepted_once_it_sends(run: Any) -> None:
+    # TCP_DEFER_ACCEPT: a client that sends nothing stays in the kernel.
+    async def main() -> None:
+        async with serve(echo, "127.0.0.1", 0) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            await asyncio.sleep(0.3)
+            assert not server._connections
+            writer.write(upgrade_head().encode())
+            assert (await asyncio.wait_for(reader.readline(), 3)).startswith(b"HTTP/1.1 101 ")
+            assert len(server._connections) == 1
+            writer.close()
+
+    run(main())
+
+
 def test_invalid_uri_and_options() -> None:
     with pytest.raises(wscore.InvalidURI):
         connect("http://example.com/")

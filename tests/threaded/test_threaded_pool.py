@@ -133,6 +133,19 @@ def test_clients_take_a_thread_only_once_their_request_is_in(
     assert wait_until(lambda: not server._openings)
 
 
+@pytest.mark.skipif(not hasattr(socket, "TCP_DEFER_ACCEPT"), reason="Linux only")
+def test_a_client_is_accepted_once_it_sends(start_server: Start) -> None:
+    # TCP_DEFER_ACCEPT: a client that sends nothing stays in the kernel.
+    server = start_server(echo)
+    with socket.create_connection((HOST, server.port), timeout=5) as sock:
+        time.sleep(0.3)
+        assert not server._openings and not server._threads
+        sock.sendall(REQUEST[:20])
+        assert wait_until(lambda: len(server._openings) == 1)
+        sock.sendall(REQUEST[20:])
+        assert sock.recv(4096).startswith(b"HTTP/1.1 101 ")
+
+
 def test_silent_clients_time_out_and_close_at_shutdown(start_server: Start) -> None:
     server = start_server(ident_handler([]), open_timeout=0.5)
     first = slow_clients(server, 3)

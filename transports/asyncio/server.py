@@ -12,7 +12,15 @@ from typing import Any, Awaitable, Callable, Generator, List, Optional, Set, cas
 from wscore import ConnectionClosed, RequestReceived, State
 from wscore import ServerConnection as CoreServer
 
-from .._common import NOT_WEBSOCKET, demo_http, logger, normalize_answer, split_options, wants_path
+from .._common import (
+    NOT_WEBSOCKET,
+    defer_accept,
+    demo_http,
+    logger,
+    normalize_answer,
+    split_options,
+    wants_path,
+)
 from .connection import CLOCK, Connection
 
 __all__ = ["serve", "Server", "ServerConnection", "serve_demo"]
@@ -98,6 +106,8 @@ class Server:
         for listener in self._server.sockets:
             if listener.family in (socket.AF_INET, socket.AF_INET6):
                 self._port = int(listener.getsockname()[1])
+                if sock is None:  # ours: a request is read as soon as it is accepted
+                    defer_accept(listener)
                 break
 
     @property

@@ -17,6 +17,7 @@ from wscore import ConnectionClosed, RequestReceived, State
 
 from .._common import (
     NOT_WEBSOCKET,
+    defer_accept,
     logger,
     normalize_answer,
     split_options,
@@ -604,10 +605,7 @@ def _listen(host: Optional[str], port: int, backlog: int) -> List[socket.socket]
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if hasattr(socket, "TCP_DEFER_ACCEPT"):
-                # Linux: accept() once the client has sent something (its request,
-                # mostly whole), or after 10 s: silent clients stay in the kernel.
-                listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 10)
+            defer_accept(listener)
             listener.bind(address)
             listener.listen(backlog)
         except OSError:
