@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, List
 
 import pytest
@@ -179,3 +183,56 @@ def test_silent_tls_clients_hold_no_thread(
         for sock in silent:
             sock.close()
     assert wait_until(lambda: len(server._openings) == 0)
+
+
+FD_LIMITED_SERVER = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+from transports.threaded import serve
+def echo(ws):
+    for message in ws:
+        ws.send(message)
+server = serve(echo, "127.0.0.1", 0)
+print(server.port, flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_out_of_file_descriptors_pauses_accepting(tmp_path: Any) -> None:
+    # accept() failing with EMFILE fails again at once: the I/O thread spun at 100%
+    # CPU until a descriptor was free. The listener now rests _ACCEPT_RETRY instead.
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FD_LIMITED_SERVER],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    socks: List[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        for _ in range(60):  # beyond the 48 descriptors the server may hold
+            sock = socket.create_connection((HOST, port), timeout=5)
+            sock.sendall(REQUEST)
+            socks.append(sock)
+        time.sleep(0.5)
+
+        def cpu_seconds() -> float:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        before = cpu_seconds()
+        time.sleep(1.0)
+        assert cpu_seconds() - before < 0.3  # spinning: about 1.0
+        for sock in socks[:30]:  # room again: the others are served
+            sock.close()
+        for sock in socks[30:]:
+            assert sock.recv(100).startswith(b"HTTP/1.1 101 ")
+    finally:
+        for sock in socks:
+            sock.close()
+        proc.terminate()
+        proc.wait(10)

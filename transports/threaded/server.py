@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -39,6 +40,10 @@ __all__ = ["serve", "Server", "ServerConnection", "broadcast"]
 _STACK_SIZE = 256 * 1024
 _stack_lock = threading.Lock()
 _HEAD_END = re.compile(b"\n\r?\n")  # where h11 ends a request head
+# accept() failing with these (out of file descriptors or memory) would fail again at
+# once: the listener rests this long instead of spinning the I/O thread.
+_ACCEPT_FULL = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_ACCEPT_RETRY = 0.5
 _IDLE_TIMEOUT = 30.0  # an idle worker thread waits this long for a connection, then exits
 _MAX_IDLE = 256  # idle worker threads kept at most
 
@@ -150,8 +155,8 @@ class _Opening:
         head = self.head
         limit = self._server._config.max_request_size
         while True:
-            try:
-                data = sock.recv(_HANDSHAKE_READ_SIZE, flags)
+            try:  # at most one byte past the limit: what follows waits in the kernel
+                data = sock.recv(min(_HANDSHAKE_READ_SIZE, limit + 1 - len(head)), flags)
             except _WOULD_BLOCK:
                 self._want(EVENT_READ)
                 return
@@ -258,6 +263,28 @@ class _Opening:
             pass
 
 
+class _AcceptRetry:
+    """Watches a listener again after ``_ACCEPT_RETRY`` (``accept()`` failed for lack of
+    file descriptors or memory)."""
+
+    __slots__ = ("_server", "_listener", "_done")
+
+    def __init__(self, server: Server, listener: socket.socket) -> None:
+        self._server = server
+        self._listener = listener
+        self._done = False
+        server._loop.schedule(self, time.monotonic() + _ACCEPT_RETRY)  # type: ignore[arg-type]
+
+    def on_timer(self) -> None:
+        if not self._done:
+            self._done = True
+            if not self._server._closing:
+                self._server._watch(self._listener)
+
+    def _timers_done(self) -> bool:
+        return self._done
+
+
 class Server:
     """A WebSocket server running ``handler(connection)`` in a thread per connection.
 
@@ -312,7 +339,7 @@ class Server:
         self._loop = IOLoop("wscore-server-io")
         for listener in self.sockets:
             listener.setblocking(False)
-            self._loop.add_acceptor(listener, functools.partial(self._accept, listener))
+            self._watch(listener)
 
     # -- public -----------------------------------------------------------------
 
@@ -389,6 +416,9 @@ class Server:
 
     # -- internals ----------------------------------------------------------------
 
+    def _watch(self, listener: socket.socket) -> None:
+        self._loop.add_acceptor(listener, functools.partial(self._accept, listener))
+
     def _accept(self, listener: socket.socket) -> None:
         # Workers for the requests read here wake once the batch is done: a worker
         # woken earlier would contend for the GIL with this thread's next accept().
@@ -400,7 +430,15 @@ class Server:
                     sock, _addr = listener.accept()
                 except (BlockingIOError, InterruptedError):
                     break
-                except OSError:
+                except OSError as exc:
+                    if exc.errno in _ACCEPT_FULL and not self._closing:
+                        logger.warning(
+                            "cannot accept connections: %s (trying again in %.1f s)",
+                            exc,
+                            _ACCEPT_RETRY,
+                        )
+                        self._loop.remove_acceptor(listener)
+                        _AcceptRetry(self, listener)
                     break
                 if self._closing:
                     sock.close()
