@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from typing import Any
 
@@ -198,7 +199,7 @@ def test_open_timeout_server(run: Any) -> None:
     run(main())
 
 
-@pytest.mark.skipif(not hasattr(__import__("socket"), "TCP_DEFER_ACCEPT"), reason="Linux only")
+@pytest.mark.skipif(not hasattr(socket, "TCP_DEFER_ACCEPT"), reason="Linux only")
 def test_a_client_is_accepted_once_it_sends(run: Any) -> None:
     # TCP_DEFER_ACCEPT: a client that sends nothing stays in the kernel.
     async def main() -> None:
@@ -210,6 +211,10 @@ def test_a_client_is_accepted_once_it_sends(run: Any) -> None:
             assert (await asyncio.wait_for(reader.readline(), 3)).startswith(b"HTTP/1.1 101 ")
             assert len(server._connections) == 1
             writer.close()
+        async with serve(echo, ["127.0.0.1", "::1"], 0) as server:  # every listener
+            assert len(server.sockets) == 2
+            for listener in server.sockets:
+                assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
 
     run(main())
 

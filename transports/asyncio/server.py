@@ -105,10 +105,10 @@ class Server:
             )
         for listener in self._server.sockets:
             if listener.family in (socket.AF_INET, socket.AF_INET6):
-                self._port = int(listener.getsockname()[1])
-                if sock is None:  # ours: a request is read as soon as it is accepted
+                if self._port is None:
+                    self._port = int(listener.getsockname()[1])
+                if sock is None:  # a listener we made (not the caller's)
                     defer_accept(listener)
-                break
 
     @property
     def sockets(self) -> List[socket.socket]:
