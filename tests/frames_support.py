@@ -1,9 +1,15 @@
-"""Raw WebSocket frames for tests that talk to a server over a plain socket."""
+"""Raw WebSocket requests and frames for tests that talk to a server over a plain socket."""
 
 from __future__ import annotations
 
 import os
 from typing import List
+
+#: A valid WebSocket upgrade request head (fixed key), for raw-socket clients.
+UPGRADE_REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
 
 
 def masked_text(payload: bytes) -> bytes:

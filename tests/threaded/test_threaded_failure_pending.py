@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable, List, Tuple
 
 import pytest
+from frames_support import UPGRADE_REQUEST
 from threaded_support import HOST
 
 import wscore
@@ -59,10 +60,7 @@ def read_frame(sock: socket.socket) -> Tuple[int, bytes]:
 
 def raw_client(port: int) -> socket.socket:
     sock = socket.create_connection((HOST, port), timeout=5)
-    sock.sendall(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
+    sock.sendall(UPGRADE_REQUEST)
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(1)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, List
 
 import pytest
+from frames_support import UPGRADE_REQUEST
 from threaded_support import HOST, echo, wait_until
 
 from transports.threaded import Server
@@ -89,13 +90,9 @@ def test_shutdown_releases_idle_workers(start_server: Start, client: Any) -> Non
     assert all(not t.is_alive() for t in threads)
 
 
-REQUEST = (
-    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
-
-
-def slow_clients(server: Server, n: int, start: bytes = REQUEST[:30]) -> List[socket.socket]:
+def slow_clients(
+    server: Server, n: int, start: bytes = UPGRADE_REQUEST[:30]
+) -> List[socket.socket]:
     """``n`` TCP connections that send the ``start`` of their request, then nothing."""
     socks = [socket.create_connection((HOST, server.port), timeout=5) for _ in range(n)]
     for sock in socks:
@@ -121,8 +118,8 @@ def test_clients_take_a_thread_only_once_their_request_is_in(
         assert len(server._threads) == 1
         # A request sent a byte at a time is read as it comes.
         with socket.create_connection((HOST, server.port), timeout=5) as slow:
-            for i in range(len(REQUEST)):
-                slow.send(REQUEST[i : i + 1])
+            for i in range(len(UPGRADE_REQUEST)):
+                slow.send(UPGRADE_REQUEST[i : i + 1])
                 if i % 40 == 0:
                     time.sleep(0.01)
             assert slow.recv(4096).startswith(b"HTTP/1.1 101 ")
@@ -144,9 +141,9 @@ def test_a_client_is_accepted_once_it_sends(start_server: Start) -> None:
     with socket.create_connection((HOST, server.port), timeout=5) as sock:
         time.sleep(0.3)
         assert not server._openings and not server._threads
-        sock.sendall(REQUEST[:20])
+        sock.sendall(UPGRADE_REQUEST[:20])
         assert wait_until(lambda: len(server._openings) == 1)
-        sock.sendall(REQUEST[20:])
+        sock.sendall(UPGRADE_REQUEST[20:])
         assert sock.recv(4096).startswith(b"HTTP/1.1 101 ")
 
 
@@ -215,7 +212,7 @@ def test_out_of_file_descriptors_pauses_accepting(tmp_path: Any) -> None:
         port = int(proc.stdout.readline())
         for _ in range(60):  # beyond the 48 descriptors the server may hold
             sock = socket.create_connection((HOST, port), timeout=5)
-            sock.sendall(REQUEST)
+            sock.sendall(UPGRADE_REQUEST)
             socks.append(sock)
         time.sleep(0.5)
 
