@@ -78,6 +78,7 @@ _BLOCKING_READS = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONT
 _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 _RCVTIMEO = struct.pack("ll", int(_PARK_AFTER), int(_PARK_AFTER % 1 * 1e6))
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
+_NOTHING, _TIMED_OUT = object(), object()  # what _receive_blocking returns besides a message
 
 
 class _Latch:
@@ -309,10 +310,12 @@ class Connection:
         try:
             while True:
                 with self._lock:
+                    buffered = False
                     if not self._messages and self._core.more_buffered:
                         # Parse what stopped at max_queue, or fail on the protocol error
                         # held back: every message before it was taken.
                         self._process(fire=True)
+                        buffered = self._core.more_buffered
                     if self._messages:
                         item = self._messages.pop(0)
                         if self._reader == _SELECTOR and not self._interest:
@@ -333,7 +336,7 @@ class Connection:
                         self._flags
                         and deadline is None
                         and not self._pending
-                        and not self._core.more_buffered
+                        and not buffered
                     )
                     if blocking:
                         self._recv_busy = True
@@ -341,8 +344,12 @@ class Connection:
                         wait = self._wait_time(deadline)
                         events = POLLIN | (POLLOUT if self._pending else 0)
                 if blocking:
-                    if not self._receive_blocking():
+                    item = self._receive_blocking()
+                    if item is _TIMED_OUT:
                         owned = self._park(deadline)
+                    elif item is not _NOTHING:
+                        owned = False  # _receive_blocking gave the socket back
+                        return item
                     continue
                 if wait is not None and wait <= 0 and deadline is not None:
                     if time.monotonic() >= deadline:
@@ -369,9 +376,15 @@ class Connection:
                     else:
                         self._reader = _SELECTOR
 
-    def _receive_blocking(self) -> bool:
-        """Sleep in ``recv`` until data comes (outside the lock); False after
-        ``_PARK_AFTER`` without any (``SO_RCVTIMEO``): then the caller parks."""
+    def _receive_blocking(self) -> Any:
+        """Sleep in ``recv`` until data comes (outside the lock).
+
+        Returns the next message if one came (the socket then goes back to the
+        I/O thread in the same locked section, as ``_next_item`` would: the
+        common case costs one lock round trip), ``_NOTHING`` if the caller must
+        look again, ``_TIMED_OUT`` after ``_PARK_AFTER`` without any data
+        (``SO_RCVTIMEO``): then the caller parks.
+        """
         try:
             data: Optional[bytes] = self.sock.recv(_WAIT_READ_SIZE)
         except _WOULD_BLOCK:
@@ -382,13 +395,17 @@ class Connection:
             self._recv_busy = False
             if self._sock_closed:
                 self._close_fd()  # _close_socket left it open for us
-                return True
+                return _NOTHING
             if data is None:
-                return False
+                return _TIMED_OUT
             self._read_some(data)
             if self._closed is None:
                 self._run_timers()
-        return True
+            if not self._messages or self._sock_closed:
+                return _NOTHING
+            self._reader = _LAZY
+            self._loop.adopt_later(self)
+            return self._messages.pop(0)
 
     def _wait_time(self, deadline: Optional[float]) -> Optional[float]:
         """How long a reader may sleep in ``poll`` before it parks (see ``_park``).
@@ -452,7 +469,8 @@ class Connection:
         with self._send_lock:
             if isinstance(message, (str, bytes, bytearray, memoryview)):
                 with self._lock:
-                    self._check_sendable()
+                    if self._core.state is not State.OPEN:  # (_check_sendable, inlined)
+                        raise self._closed_error()
                     self._core.send(message)
                     if (
                         (self._messages or self._core.more_buffered)
@@ -468,7 +486,7 @@ class Connection:
                             self._loop.schedule(self, time.monotonic() + _CORK_DELAY)
                         return
                     self._flush()
-                    if len(self._pending) <= self._allowed_pending():
+                    if not self._pending or len(self._pending) <= self._allowed_pending():
                         return
                 self._wait_drained()
                 return
@@ -670,6 +688,7 @@ class Connection:
         core = self._core
         sock = self.sock
         flags = self._flags
+        tls_pending = sock.pending if isinstance(sock, ssl.SSLSocket) else None
         if first is None and core.more_buffered:
             self._process()
             if core.more_buffered:
@@ -700,16 +719,13 @@ class Connection:
                     data = b""
             self._set_room()
             core.receive_data(data)
-            self._dispatch()
+            self._dispatch(room=False)  # (the room is as just set)
             if (
-                not data
+                (len(data) < size and not (tls_pending and tls_pending()))  # the usual way out
+                or not data
                 or core.more_buffered
                 or self._closed is not None
                 or len(self._messages) >= self._max_queue
-                or (
-                    len(data) < size
-                    and not (isinstance(sock, ssl.SSLSocket) and sock.pending())
-                )
             ):
                 break
         self._after_events()
@@ -724,7 +740,7 @@ class Connection:
             None if self._draining else max(1, self._max_queue - len(self._messages))
         )
 
-    def _dispatch(self, fire: bool = False) -> None:
+    def _dispatch(self, fire: bool = False, room: bool = True) -> None:
         core = self._core
         if core.failure_pending and not fire:
             # The peer broke the protocol after messages the application may still
@@ -732,7 +748,8 @@ class Connection:
             if self._parked is not None:
                 self._parked.set()  # a recv() is waiting: that is now
             return
-        self._set_room()
+        if room:
+            self._set_room()
         events = core.events()
         if not events:
             return
