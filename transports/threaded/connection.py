@@ -721,8 +721,8 @@ class Connection:
             core.receive_data(data)
             self._dispatch(room=False)  # (the room is as just set)
             if (
-                (len(data) < size and not (tls_pending and tls_pending()))  # the usual way out
-                or not data
+                not data
+                or (len(data) < size and not (tls_pending and tls_pending()))  # the usual way out
                 or core.more_buffered
                 or self._closed is not None
                 or len(self._messages) >= self._max_queue
