@@ -79,7 +79,11 @@ async def run(port: int, pid: int, conns: int, rounds: int, budget: float) -> di
     opened = [ws for ws in results if not isinstance(ws, BaseException)]
     errors = sorted({repr(e)[:100] for e in results if isinstance(e, BaseException)})
     open_s = time.monotonic() - t0
-    await asyncio.sleep(1.0)  # let the server settle (threads parked in recv)
+    # Let the server settle: a threaded reader idle for its park time (_PARK_AFTER to
+    # twice that) hands its socket to the I/O thread, which then answers the pings.
+    from transports.threaded.connection import _PARK_AFTER
+
+    await asyncio.sleep(2 * _PARK_AFTER + 1.0)
     rss1, threads1 = proc_rss(pid), proc_threads(pid)
     out: dict = {
         "conns": conns,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 from typing import Any, Callable, List
@@ -93,3 +95,26 @@ def test_many_parked_connections_answer_a_ping_burst(start_server: Start, client
     assert all(w.wait(5) < 5 for w in waiters)
     assert all(c._parked is not None for c in conns)  # nobody was woken for a ping
     assert threading.active_count() == threads_before
+
+
+@pytest.mark.skipif(not connection_module._BLOCKING_READS, reason="readers poll here")
+def test_park_times_are_spread_so_a_burst_does_not_park_at_once(
+    start_server: Start, client: Any
+) -> None:
+    # Connections opened together would otherwise all wake to park together: with
+    # thousands of them that is thousands of threads waiting for the GIL at once
+    # (a 10,000-connection burst froze the server for 30-120 s with a fixed 1 s).
+    server, conns, _ = parked_server(start_server)
+    clients = [client(server) for _ in range(12)]
+    for ws in clients:
+        ws.send("hi")
+        assert ws.recv(timeout=5) == "hi"
+    assert wait_until(lambda: len(conns) == 12)
+    timeouts = []
+    for conn in conns:
+        raw = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+        seconds, micros = struct.unpack("ll", raw)
+        timeouts.append(seconds + micros / 1e6)
+    assert all(0.1 <= t < 0.2 for t in timeouts), timeouts  # _PARK_AFTER (0.1 here) to twice it
+    assert len(set(timeouts)) >= 6, timeouts
+    assert wait_until(lambda: all(c._parked is not None for c in conns))

@@ -18,6 +18,7 @@ blocks while more than ``write_limit`` bytes wait.
 
 from __future__ import annotations
 
+import random
 import select
 import socket
 import ssl
@@ -67,16 +68,24 @@ _HANDSHAKE_READ_SIZE = 65536  # an HTTP head; allocated per read in many threads
 _WAIT_READ_SIZE = 2048
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _SELECTOR, _THREAD, _LAZY = 0, 1, 2  # who reads the socket (_LAZY: a thread, soon the loop)
-_PARK_AFTER = 1.0  # a reader idle this long hands its socket to the I/O thread and sleeps
+# A reader idle for a while hands its socket to the I/O thread and sleeps: each
+# connection draws how long from _PARK_AFTER to twice that. With a fixed 1 s, 10,000
+# clients opening 100 at a time had thousands of threads wake to park while the
+# handshakes kept the GIL busy, and the server froze for 30 s to minutes: CPython's
+# GIL waiters each wake every 5 ms (the switch interval), so thousands of them starve
+# the holder. Now a burst of openings is over before its connections park, unless it
+# lasts longer than _PARK_AFTER at full load (18,000 here still froze). Keep it well
+# below the usual keepalive interval (20 s): a burst of pongs then finds connections
+# opened together parked, answered by the I/O thread rather than by their threads.
+_PARK_AFTER = 5.0
 _SEND_POLL = 1.0  # longest single wait of a blocked sender
 _CORK_LIMIT = 16384  # answers held while more received messages wait (bytes, at most)
 _CORK_DELAY = 0.002  # held answers not flushed by recv() go out from the I/O thread then
 _LINGER = 2.0  # after the close, how long to wait for the peer's EOF
 POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
-# A reader blocked in recv() wakes after _PARK_AFTER without data (then parks).
+# A reader blocked in recv() wakes after its park time without data (then parks).
 _BLOCKING_READS = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
 _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
-_RCVTIMEO = struct.pack("ll", int(_PARK_AFTER), int(_PARK_AFTER % 1 * 1e6))
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 _NOTHING, _TIMED_OUT = object(), object()  # what _receive_blocking returns besides a message
 
@@ -152,9 +161,10 @@ class Connection:
     __slots__ = (
         "__dict__", "__weakref__", "_closed", "_closed_event", "_core", "_corked", "_draining",
         "_fd", "_flags", "_force_close_at", "_interest", "_lingering", "_lock", "_loop",
-        "_max_queue", "_messages", "_parked", "_partial", "_pending", "_poll", "_pongs",
-        "_reader", "_recv_busy", "_recv_guard", "_scheduled", "_send_lock", "_sock_closed",
-        "_streaming", "_wpoll", "_write_limit", "local_address", "remote_address", "sock",
+        "_max_queue", "_messages", "_park_after", "_parked", "_partial", "_pending", "_poll",
+        "_pongs", "_reader", "_recv_busy", "_recv_guard", "_scheduled", "_send_lock",
+        "_sock_closed", "_streaming", "_wpoll", "_write_limit", "local_address",
+        "remote_address", "sock",
     )
 
     def __init__(
@@ -192,6 +202,7 @@ class Connection:
         self._pongs: Dict[bytes, PongWaiter] = {}
         self._fd = sock.fileno()
         self._poll: Optional[Any] = None
+        self._park_after = _PARK_AFTER * (1.0 + random.random())  # see _PARK_AFTER
         self._wpoll: Optional[Any] = None
         try:
             self.remote_address: Any = sock.getpeername()
@@ -382,7 +393,7 @@ class Connection:
         Returns the next message if one came (the socket then goes back to the
         I/O thread in the same locked section, as ``_next_item`` would: the
         common case costs one lock round trip), ``_NOTHING`` if the caller must
-        look again, ``_TIMED_OUT`` after ``_PARK_AFTER`` without any data
+        look again, ``_TIMED_OUT`` after its park time without any data
         (``SO_RCVTIMEO``): then the caller parks.
         """
         try:
@@ -413,13 +424,13 @@ class Connection:
         The core's timers are the I/O thread's job (``on_timer``), whoever reads
         the socket, so the reader wakes only for data or its own ``deadline``.
         """
-        wait = _PARK_AFTER
+        wait = self._park_after
         if deadline is not None:
             wait = min(wait, deadline - time.monotonic())
         return max(0.0, wait)
 
     def _park(self, deadline: Optional[float]) -> bool:
-        """The reader found nothing for ``_PARK_AFTER``: give the socket to the I/O thread.
+        """The reader found nothing for its park time: give the socket to the I/O thread.
 
         The thread then sleeps on a latch until a message, the close or a held-back
         failure comes (``_dispatch``), the socket closes, or ``deadline`` passes.
@@ -952,7 +963,9 @@ class Connection:
         if _BLOCKING_READS and not isinstance(sock, ssl.SSLSocket):
             if sock.gettimeout() is not None:
                 sock.settimeout(None)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _RCVTIMEO)
+            park = self._park_after
+            timeval = struct.pack("ll", int(park), int(park % 1 * 1e6))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
             self._flags = _DONTWAIT
         else:
             sock.setblocking(False)
