@@ -115,6 +115,8 @@ def test_park_times_are_spread_so_a_burst_does_not_park_at_once(
         raw = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
         seconds, micros = struct.unpack("ll", raw)
         timeouts.append(seconds + micros / 1e6)
-    assert all(0.1 <= t < 0.2 for t in timeouts), timeouts  # _PARK_AFTER (0.1 here) to twice it
-    assert len(set(timeouts)) >= 6, timeouts
+    # From _PARK_AFTER (0.1 here) to twice it; the kernel keeps the timeout in clock
+    # ticks (1-10 ms), rounded up.
+    assert all(0.1 <= t <= 0.211 for t in timeouts), timeouts
+    assert len(set(timeouts)) >= 4, timeouts  # 12 draws over at least 10 ticks
     assert wait_until(lambda: all(c._parked is not None for c in conns))
