@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import subprocess
 import sys
 import time
 
-from .common import proc_rss, raise_nofile
+from .common import proc_rss, raise_nofile, start_server_process, stop_server_process
 from .idle import ROOT
 
 _FRAME = bytes([0x81, 0x84, 0, 0, 0, 0]) + b"ping"  # masked (key 0) text "ping"
@@ -141,13 +140,7 @@ def start_server(name: str, cpu: str) -> tuple[subprocess.Popen[bytes], int]:
     cmd = [sys.executable, "-m", "benchmarks.servers", name]
     if cpu != "none":
         cmd += ["--cpu", cpu]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode()
-    if not line.startswith("PORT "):
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    return proc, int(line.split()[1])
+    return start_server_process(cmd, ROOT, "PORT ", lambda line: int(line.split()[1]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,11 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server_process(proc)
     failed = args.conns - result["opened"]
     print(
         f"{args.server}: {result['opened']}/{args.conns} connections opened in "

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Callable, List, Tuple
 
 HOST = "127.0.0.1"
 MAX_SIZE = 2**30  # the same message-size limit for every library
@@ -89,3 +93,26 @@ def now() -> float:
 
 def payload(size: int) -> bytes:
     return (b"0123456789abcdef" * (size // 16 + 1))[:size]
+
+
+def start_server_process(
+    cmd: List[str], cwd: Path, ready: str, port_of: Callable[[str], int]
+) -> Tuple[subprocess.Popen[bytes], int]:
+    """Start a server process; its first stdout line starts with ``ready`` and gives
+    the port (``port_of``). Raises RuntimeError if it does not."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    if not line.startswith(ready):
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return proc, port_of(line)
+
+
+def stop_server_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a graceful stop), then kill after 60 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()

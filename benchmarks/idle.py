@@ -19,14 +19,19 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .common import proc_rss, proc_threads, raise_nofile
+from .common import (
+    proc_rss,
+    proc_threads,
+    raise_nofile,
+    start_server_process,
+    stop_server_process,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CODE = (
@@ -38,13 +43,7 @@ SERVER_CODE = (
 def start_server(transport: str) -> tuple[subprocess.Popen[bytes], int]:
     cmd = [sys.executable, "-c", SERVER_CODE, "serve", "--transport", transport]
     cmd += ["--host", "127.0.0.1", "--port", "0", "--no-compression"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode()
-    if not line.startswith("listening on"):
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    return proc, int(line.rsplit(":", 1)[1])
+    return start_server_process(cmd, ROOT, "listening on", lambda line: int(line.rsplit(":", 1)[1]))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -189,11 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.wait_for(run(port, proc.pid, args.conns, args.rounds, args.budget), 900)
         )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server_process(proc)
     result["transport"] = args.transport
     result["machine"] = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
     result["thread_floor_kib"] = thread_floor()
