@@ -17,7 +17,8 @@ connection failed, or a gap or probe exceeded ``--limit`` seconds (5 by default)
 
 Why: with a fixed 1 s park time, 10,000 connections opened this way left thousands
 of threads waiting for the GIL at once, and the threaded server froze for 30 s to
-minutes (benchmarks/README.md). Every step is bounded in time.
+minutes; with 5-10 s, 18,000 did; the compiled gate (``transports/_gate.c``) ended
+it (benchmarks/README.md). Every step is bounded in time.
 """
 
 from __future__ import annotations

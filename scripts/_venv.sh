@@ -12,7 +12,7 @@ extra="${1:-}"
 stamp="$VENV/.installed-${extra:-base}"
 stale=0
 [ -f "$stamp" ] || stale=1
-for f in pyproject.toml setup.py wscore/_speedups.c; do
+for f in pyproject.toml setup.py wscore/_speedups.c transports/_gate.c; do
   [ "$ROOT/$f" -nt "$stamp" ] && stale=1
 done
 if [ "$stale" = 1 ]; then

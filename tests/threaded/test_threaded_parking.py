@@ -17,10 +17,15 @@ from transports.threaded import connection as connection_module
 Start = Callable[..., Server]
 
 
-@pytest.fixture(autouse=True)
-def quick_parking(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, params=["gate", "socket"])
+def quick_parking(request: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs with both blocking readers: the compiled gate
+    (``transports._gate``, Linux) and plain ``socket.recv`` (its fallback)."""
     monkeypatch.setattr(connection_module, "_PARK_AFTER", 0.1)
-
+    if request.param == "socket":
+        monkeypatch.setattr(connection_module, "_gated_recv", None)
+    elif connection_module._gated_recv is None:
+        pytest.skip("transports._gate is not built here")
 
 
 def parked_server(start_server: Start) -> tuple:

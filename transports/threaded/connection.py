@@ -7,7 +7,8 @@ socket holds ``_lock`` while feeding the core:
   (see ``ioloop``: it takes the socket away from the I/O thread and gives it back).
   On Linux, for plain sockets, it sleeps in a blocking ``recv`` (``SO_RCVTIMEO``
   bounds it), outside the lock: one system call per message instead of ``poll``
-  then ``recv``; everything else passes ``MSG_DONTWAIT``, so it never blocks;
+  then ``recv`` (through ``transports._gate`` when built: see ``_PARK_AFTER``);
+  everything else passes ``MSG_DONTWAIT``, so it never blocks;
 * otherwise the I/O thread reads it, answers pings and closes, and queues messages
   up to ``max_queue`` before it stops reading (then TCP pushes back on the peer).
 
@@ -28,6 +29,7 @@ import threading
 import time
 from typing import (
     Any,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -73,10 +75,13 @@ _SELECTOR, _THREAD, _LAZY = 0, 1, 2  # who reads the socket (_LAZY: a thread, so
 # clients opening 100 at a time had thousands of threads wake to park while the
 # handshakes kept the GIL busy, and the server froze for 30 s to minutes: CPython's
 # GIL waiters each wake every 5 ms (the switch interval), so thousands of them starve
-# the holder. Now a burst of openings is over before its connections park, unless it
-# lasts longer than _PARK_AFTER at full load (18,000 here still froze). Keep it well
-# below the usual keepalive interval (20 s): a burst of pongs then finds connections
-# opened together parked, answered by the I/O thread rather than by their threads.
+# the holder. The compiled gate (transports/_gate.c, Linux) cures that: woken readers
+# queue on a plain mutex, one at a time waits for the GIL (18,000 connections at full
+# load open in 8 s, even with a fixed 1 s park, where plain recv() froze). Without it
+# (no compiler), the spread leaves a burst of openings over before its connections
+# park, unless it lasts longer than _PARK_AFTER at full load. Keep it well below the
+# usual keepalive interval (20 s): a burst of pongs then finds connections opened
+# together parked, answered by the I/O thread rather than by their threads.
 _PARK_AFTER = 5.0
 _SEND_POLL = 1.0  # longest single wait of a blocked sender
 _CORK_LIMIT = 16384  # answers held while more received messages wait (bytes, at most)
@@ -88,6 +93,12 @@ _BLOCKING_READS = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONT
 _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 _NOTHING, _TIMED_OUT = object(), object()  # what _receive_blocking returns besides a message
+
+_gated_recv: Optional[Callable[[int, int], Optional[bytes]]]
+try:  # (optional, Linux) a blocking recv that queues woken readers before the GIL
+    from .._gate import recv as _gated_recv
+except ImportError:  # pragma: no cover - built with the package when a compiler is there
+    _gated_recv = None
 
 
 class _Latch:
@@ -397,7 +408,13 @@ class Connection:
         (``SO_RCVTIMEO``): then the caller parks.
         """
         try:
-            data: Optional[bytes] = self.sock.recv(_WAIT_READ_SIZE)
+            if _gated_recv is not None:
+                # Thousands of readers may wake at once (their park time passing
+                # together after a burst of connections): the gate lets one at a
+                # time wait for the GIL, so they do not starve its holder.
+                data: Optional[bytes] = _gated_recv(self._fd, _WAIT_READ_SIZE)
+            else:
+                data = self.sock.recv(_WAIT_READ_SIZE)
         except _WOULD_BLOCK:
             data = None
         except OSError:

@@ -1,0 +1,95 @@
+/* Optional compiled helper for the threaded transport (Linux).
+ *
+ * recv(fd, size) -> bytes, or None when the socket's SO_RCVTIMEO passed first.
+ *
+ * Like socket.recv(), it waits without the GIL. Unlike it, a thread that wakes
+ * queues on a plain mutex, the gate, before it asks for the GIL again: at most
+ * one such thread at a time waits for the GIL. CPython's GIL waiters each wake
+ * every switch interval (5 ms) to check the GIL; thousands of readers waking at
+ * once (their park time passing during a burst of connections) kept the run
+ * queue so full that the GIL's holder got almost no CPU and the server froze.
+ * Behind the gate they sleep in an untimed futex wait instead. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+
+/* Take the GIL back through the gate. */
+static void
+restore(PyThreadState *state)
+{
+    pthread_mutex_lock(&gate);
+    PyEval_RestoreThread(state);
+    pthread_mutex_unlock(&gate);
+}
+
+static PyObject *
+gated_recv(PyObject *self, PyObject *args)
+{
+    int fd;
+    Py_ssize_t size;
+    PyObject *result;
+    ssize_t n;
+    int error;
+    PyThreadState *state;
+
+    if (!PyArg_ParseTuple(args, "in:recv", &fd, &size)) {
+        return NULL;
+    }
+    if (size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "size must be positive");
+        return NULL;
+    }
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL) {
+        return NULL;
+    }
+    for (;;) {
+        state = PyEval_SaveThread();
+        n = recv(fd, PyBytes_AS_STRING(result), (size_t)size, 0);
+        error = errno;
+        restore(state);
+        if (n >= 0) {
+            break;
+        }
+        if (error == EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                Py_DECREF(result);
+                return NULL;
+            }
+            continue;
+        }
+        Py_DECREF(result);
+        if (error == EAGAIN || error == EWOULDBLOCK) {
+            Py_RETURN_NONE;
+        }
+        errno = error;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (n != size && _PyBytes_Resize(&result, n) < 0) {
+        return NULL;
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"recv", gated_recv, METH_VARARGS,
+     "recv(fd, size): a blocking recv() that takes the GIL back through a gate; "
+     "None if SO_RCVTIMEO passed."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "transports._gate", "Compiled helper for the threaded transport.",
+    -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__gate(void)
+{
+    return PyModule_Create(&module);
+}

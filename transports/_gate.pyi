@@ -1,0 +1,3 @@
+from typing import Optional
+
+def recv(fd: int, size: int, /) -> Optional[bytes]: ...
