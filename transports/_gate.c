@@ -88,8 +88,23 @@ static struct PyModuleDef module = {
     -1, methods,
 };
 
+/* A child forked while some thread held the gate would find it locked forever. */
+static void
+reset_in_child(void)
+{
+    pthread_mutex_init(&gate, NULL);
+}
+
 PyMODINIT_FUNC
 PyInit__gate(void)
 {
+    static int registered = 0;
+    if (!registered) {
+        if (pthread_atfork(NULL, NULL, reset_in_child) != 0) {
+            PyErr_SetString(PyExc_OSError, "pthread_atfork failed");
+            return NULL;
+        }
+        registered = 1;
+    }
     return PyModule_Create(&module);
 }

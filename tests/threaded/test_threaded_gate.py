@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import socket
 import struct
 import sys
 import threading
 import time
+import warnings
 from typing import Any, Iterator, List, Tuple
 
 import pytest
@@ -122,3 +124,47 @@ def test_signals_are_handled_while_waiting(pair: Tuple[socket.socket, socket.soc
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_child_forked_while_the_gate_is_held_can_still_read() -> None:
+    # A reader woken while this thread keeps the GIL holds the gate, waiting for
+    # the GIL, when the fork happens: the child's gate must be open again.
+    recv = gate_recv()
+    reader_side, writer_side = socket.socketpair()
+    child_side, child_peer = socket.socketpair()
+    child_peer.sendall(b"child")
+    thread = threading.Thread(target=recv, args=(reader_side.fileno(), 10))
+    thread.start()
+    time.sleep(0.1)  # the reader is in recv()
+    interval = sys.getswitchinterval()
+    pid = 0
+    try:
+        sys.setswitchinterval(10.0)  # keep the GIL in this thread
+        writer_side.send(b"wake")
+        end = time.perf_counter() + 0.1
+        while time.perf_counter() < end:  # the reader wakes and queues for the GIL
+            pass
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+            pid = os.fork()
+        if pid == 0:  # the child: one thread, the gate must not be held
+            ok = recv(child_side.fileno(), 10) == b"child"
+            os._exit(0 if ok else 1)
+    finally:
+        sys.setswitchinterval(interval)
+    thread.join(5)
+    deadline = time.monotonic() + 5
+    status = None  # stays None if the child hangs
+    while time.monotonic() < deadline:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = code
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    for s in (reader_side, writer_side, child_side, child_peer):
+        s.close()
+    assert status == 0, "the forked child hung on the gate (or failed to read)"
