@@ -1,7 +1,7 @@
 """A burst of new connections on one server: does it keep serving while they settle?
 
     python -m benchmarks.burst [--conns 10000] [--concurrency 100] [--hold 15]
-                               [--server ours-threaded]
+                               [--server ours-threaded] [--tls]
 
 Starts a benchmark echo server (``benchmarks.servers``: keepalive and compression
 off, the leanest setup, so handshakes come fastest) in its own process, on one CPU
@@ -18,16 +18,23 @@ connection failed, or a gap or probe exceeded ``--limit`` seconds (5 by default)
 Why: with a fixed 1 s park time, 10,000 connections opened this way left thousands
 of threads waiting for the GIL at once, and the threaded server froze for 30 s to
 minutes; with 5-10 s, 18,000 did; the compiled gate (``transports/_gate.c``) ended
-it (benchmarks/README.md). Every step is bounded in time.
+it (benchmarks/README.md). ``--tls`` runs the same over TLS (a fresh RSA-2048
+certificate made with ``openssl``; TLS readers wait in ``poll()``, not ``recv()``).
+Every step is bounded in time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Optional
 
 from .common import proc_rss, raise_nofile, start_server_process, stop_server_process
 from .idle import ROOT
@@ -69,7 +76,14 @@ class _Client(asyncio.Protocol):
                 self.echoed.set_exception(error)
 
 
-async def run(port: int, pid: int, conns: int, concurrency: int, hold: float) -> dict:
+async def run(
+    port: int,
+    pid: int,
+    conns: int,
+    concurrency: int,
+    hold: float,
+    tls: Optional[ssl.SSLContext] = None,
+) -> dict:
     loop = asyncio.get_running_loop()
     request = (
         f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
@@ -79,7 +93,7 @@ async def run(port: int, pid: int, conns: int, concurrency: int, hold: float) ->
 
     async def open_one() -> asyncio.BaseTransport:
         transport, client = await loop.create_connection(
-            lambda: _Client(request), "127.0.0.1", port
+            lambda: _Client(request), "127.0.0.1", port, ssl=tls
         )
         try:
             await client.echoed
@@ -137,11 +151,32 @@ async def run(port: int, pid: int, conns: int, concurrency: int, hold: float) ->
     return result
 
 
-def start_server(name: str, cpu: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(
+    name: str, cpu: str, tls: Optional[tuple[Path, Path]] = None
+) -> tuple[subprocess.Popen[bytes], int]:
     cmd = [sys.executable, "-m", "benchmarks.servers", name]
     if cpu != "none":
         cmd += ["--cpu", cpu]
+    if tls is not None:
+        cmd += ["--tls", f"{tls[0]},{tls[1]}"]
     return start_server_process(cmd, ROOT, "PORT ", lambda line: int(line.split()[1]))
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed RSA-2048 certificate for 127.0.0.1 (``openssl``): (cert, key)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise SystemExit("--tls needs the openssl command")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+            "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,21 +187,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server", default="ours-threaded", help="a benchmarks.servers name")
     ap.add_argument("--cpu", default="0", help="the server's CPU, or none (not pinned)")
     ap.add_argument("--limit", type=float, default=5.0, help="longest gap or probe, seconds")
+    ap.add_argument("--tls", action="store_true", help="connect over TLS (ours-threaded)")
     args = ap.parse_args(argv)
     raise_nofile()
-    proc, port = start_server(args.server, args.cpu)
-    try:
-        timeout = 60 + args.hold + args.conns / 50  # bounded even when the server stalls
-        result = asyncio.run(
-            asyncio.wait_for(
-                run(port, proc.pid, args.conns, args.concurrency, args.hold), timeout
+    with tempfile.TemporaryDirectory() as directory:
+        files = make_certificate(Path(directory)) if args.tls else None
+        client_tls = None
+        if files is not None:
+            client_tls = ssl.create_default_context(cafile=str(files[0]))
+        proc, port = start_server(args.server, args.cpu, files)
+        try:
+            timeout = 60 + args.hold + args.conns / 50  # bounded even when the server stalls
+            result = asyncio.run(
+                asyncio.wait_for(
+                    run(port, proc.pid, args.conns, args.concurrency, args.hold, client_tls),
+                    timeout,
+                )
             )
-        )
-    finally:
-        stop_server_process(proc)
+        finally:
+            stop_server_process(proc)
     failed = args.conns - result["opened"]
     print(
-        f"{args.server}: {result['opened']}/{args.conns} connections opened in "
+        f"{args.server}{' (TLS)' if args.tls else ''}: {result['opened']}/{args.conns} "
+        f"connections opened in "
         f"{result['open_s']} s, {args.concurrency} at a time; longest gap with none "
         f"completing {result['longest_gap_s']} s; server RSS {result['rss_mib_open']} MiB"
     )

@@ -281,6 +281,10 @@ def raw_threaded() -> None:
 # --------------------------------------------------------------------------- ours
 
 
+#: ``--tls CERT,KEY``: a server context for the servers that take one (ours-threaded).
+TLS = None
+
+
 def ours_threaded() -> None:
     from transports.threaded import serve
 
@@ -298,6 +302,7 @@ def ours_threaded() -> None:
         compression=None,
         ping_interval=None,
         max_size=MAX_SIZE,
+        ssl=TLS,
         **kwargs_for(serve, max_connections=None),
     )
     with server:
@@ -363,7 +368,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("name", choices=sorted(SERVERS))
     ap.add_argument("--cpu", default=None)
+    ap.add_argument("--tls", default=None, help="CERT,KEY: serve TLS (ours-threaded only)")
     args = ap.parse_args()
+    if args.tls:
+        global TLS
+        if args.name != "ours-threaded":
+            ap.error("--tls: only ours-threaded takes it")
+        import ssl
+
+        cert, key = args.tls.split(",")
+        TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        TLS.load_cert_chain(cert, key)
     pin(args.cpu)
     raise_nofile()
     threading.stack_size(512 * 1024)  # lets threaded servers hold 10k connections

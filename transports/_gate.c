@@ -1,8 +1,11 @@
 /* Optional compiled helper for the threaded transport (Linux).
  *
  * recv(fd, size) -> bytes, or None when the socket's SO_RCVTIMEO passed first.
+ * poll(fd, events, timeout_ms) -> the events that came (0: none in time, or a
+ * signal woke it and its handlers returned).
  *
- * Like socket.recv(), it waits without the GIL. Unlike it, a thread that wakes
+ * Like socket.recv() and select.poll(), they wait without the GIL. Unlike them, a
+ * thread that wakes
  * queues on a plain mutex, the gate, before it asks for the GIL again: at most
  * one such thread at a time waits for the GIL. CPython's GIL waiters each wake
  * every switch interval (5 ms) to check the GIL; thousands of readers waking at
@@ -12,6 +15,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -76,10 +80,43 @@ gated_recv(PyObject *self, PyObject *args)
     return result;
 }
 
+static PyObject *
+gated_poll(PyObject *self, PyObject *args)
+{
+    int fd, events, timeout, n, error;
+    struct pollfd entry;
+    PyThreadState *state;
+
+    if (!PyArg_ParseTuple(args, "iii:poll", &fd, &events, &timeout)) {
+        return NULL;
+    }
+    entry.fd = fd;
+    entry.events = (short)events;
+    entry.revents = 0;
+    state = PyEval_SaveThread();
+    n = poll(&entry, 1, timeout);
+    error = errno;
+    restore(state);
+    if (n < 0) {
+        if (error == EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                return NULL;
+            }
+            return PyLong_FromLong(0);
+        }
+        errno = error;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(n > 0 ? entry.revents : 0);
+}
+
 static PyMethodDef methods[] = {
     {"recv", gated_recv, METH_VARARGS,
      "recv(fd, size): a blocking recv() that takes the GIL back through a gate; "
      "None if SO_RCVTIMEO passed."},
+    {"poll", gated_poll, METH_VARARGS,
+     "poll(fd, events, timeout_ms): poll() one descriptor, taking the GIL back "
+     "through the gate; the events that came, 0 if none."},
     {NULL, NULL, 0, NULL},
 };
 

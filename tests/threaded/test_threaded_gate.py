@@ -1,9 +1,10 @@
-"""transports._gate: the blocking recv that queues woken readers before the GIL."""
+"""transports._gate: the blocking recv and poll that queue woken readers before the GIL."""
 
 from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import socket
 import struct
@@ -24,6 +25,7 @@ def test_built_and_used_on_linux() -> None:
     # setup.py builds it (optional=True): a silent build failure would bring back
     # the freeze under connection bursts (benchmarks.burst), so say it here.
     assert connection_module._gated_recv is not None, "transports._gate did not build"
+    assert connection_module._gated_poll is not None
 
 
 @pytest.fixture
@@ -36,6 +38,10 @@ def pair() -> Iterator[Tuple[socket.socket, socket.socket]]:
 
 def gate_recv() -> Any:
     return pytest.importorskip("transports._gate").recv
+
+
+def gate_poll() -> Any:
+    return pytest.importorskip("transports._gate").poll
 
 
 def test_recv_returns_what_came(pair: Tuple[socket.socket, socket.socket]) -> None:
@@ -70,6 +76,23 @@ def test_recv_eof_and_errors(pair: Tuple[socket.socket, socket.socket]) -> None:
     assert info.value.errno == errno.EBADF
     with pytest.raises(ValueError):
         recv(a.fileno(), 0)
+
+
+def test_poll_reports_the_events_that_came(pair: Tuple[socket.socket, socket.socket]) -> None:
+    poll = gate_poll()
+    a, b = pair
+    started = time.monotonic()
+    assert poll(a.fileno(), select.POLLIN, 50) == 0  # nothing in time
+    assert 0.04 < time.monotonic() - started < 2.0
+    assert poll(a.fileno(), select.POLLIN | select.POLLOUT, 0) == select.POLLOUT
+    b.sendall(b"x")
+    assert poll(a.fileno(), select.POLLIN, 1000) == select.POLLIN
+    b.close()
+    assert poll(a.fileno(), select.POLLIN, 1000) & select.POLLIN  # EOF reads as readable
+    spare = socket.socket()
+    fd = spare.fileno()
+    spare.close()
+    assert poll(fd, select.POLLIN, 0) == select.POLLNVAL
 
 
 def test_many_threads_wake_together_and_all_return() -> None:
@@ -121,6 +144,12 @@ def test_signals_are_handled_while_waiting(pair: Tuple[socket.socket, socket.soc
         signal.setitimer(signal.ITIMER_REAL, 0.05)
         with pytest.raises(RuntimeError, match="interrupted"):
             recv(a.fileno(), 100)
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            gate_poll()(a.fileno(), select.POLLIN, 5000)
+        signal.signal(signal.SIGALRM, quiet)
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        assert gate_poll()(a.fileno(), select.POLLIN, 5000) == 0  # woken: look again
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

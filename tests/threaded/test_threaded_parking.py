@@ -19,11 +19,12 @@ Start = Callable[..., Server]
 
 @pytest.fixture(autouse=True, params=["gate", "socket"])
 def quick_parking(request: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test here runs with both blocking readers: the compiled gate
-    (``transports._gate``, Linux) and plain ``socket.recv`` (its fallback)."""
+    """Every test here runs with both kinds of blocking wait: the compiled gate
+    (``transports._gate``, Linux) and plain ``socket.recv`` and ``select.poll``."""
     monkeypatch.setattr(connection_module, "_PARK_AFTER", 0.1)
     if request.param == "socket":
         monkeypatch.setattr(connection_module, "_gated_recv", None)
+        monkeypatch.setattr(connection_module, "_gated_poll", None)
     elif connection_module._gated_recv is None:
         pytest.skip("transports._gate is not built here")
 

@@ -75,9 +75,10 @@ _SELECTOR, _THREAD, _LAZY = 0, 1, 2  # who reads the socket (_LAZY: a thread, so
 # clients opening 100 at a time had thousands of threads wake to park while the
 # handshakes kept the GIL busy, and the server froze for 30 s to minutes: CPython's
 # GIL waiters each wake every 5 ms (the switch interval), so thousands of them starve
-# the holder. The compiled gate (transports/_gate.c, Linux) cures that: woken readers
-# queue on a plain mutex, one at a time waits for the GIL (18,000 connections at full
-# load open in 8 s, even with a fixed 1 s park, where plain recv() froze). Without it
+# the holder. The compiled gate (transports/_gate.c, Linux: recv() and, for TLS and
+# timed reads, poll()) cures that: woken readers queue on a plain mutex, one at a time
+# waits for the GIL (18,000 connections at full load open in 8 s, even with a fixed
+# 1 s park, where plain recv() froze; 18,000 TLS ones in 30-33 s). Without it
 # (no compiler), the spread leaves a burst of openings over before its connections
 # park, unless it lasts longer than _PARK_AFTER at full load. Keep it well below the
 # usual keepalive interval (20 s): a burst of pongs then finds connections opened
@@ -95,10 +96,12 @@ _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 _NOTHING, _TIMED_OUT = object(), object()  # what _receive_blocking returns besides a message
 
 _gated_recv: Optional[Callable[[int, int], Optional[bytes]]]
-try:  # (optional, Linux) a blocking recv that queues woken readers before the GIL
+_gated_poll: Optional[Callable[[int, int, int], int]]
+try:  # (optional, Linux) blocking waits that queue woken readers before the GIL
+    from .._gate import poll as _gated_poll
     from .._gate import recv as _gated_recv
 except ImportError:  # pragma: no cover - built with the package when a compiler is there
-    _gated_recv = None
+    _gated_recv = _gated_poll = None
 
 
 class _Latch:
@@ -469,13 +472,18 @@ class Connection:
         return False
 
     def _poll_for(self, events: int, wait: Optional[float]) -> int:
+        ms = -1 if wait is None else int(wait * 1000) + (1 if wait > 0 else 0)
+        if _gated_poll is not None:  # TLS readers, timed recv(): see _receive_blocking
+            try:
+                return _gated_poll(self._fd, events, ms)
+            except OSError:  # pragma: no cover
+                return _POLLERR
         poller = self._poll
         if poller is None:
             poller = self._poll = select.poll()
             poller.register(self._fd, events)
         else:
             poller.modify(self._fd, events)
-        ms = -1 if wait is None else int(wait * 1000) + (1 if wait > 0 else 0)
         try:
             result = poller.poll(ms)
         except OSError:  # pragma: no cover
