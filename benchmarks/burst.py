@@ -36,8 +36,14 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .common import proc_rss, raise_nofile, start_server_process, stop_server_process
-from .idle import ROOT
+from .common import (
+    ROOT,
+    UPGRADE_REQUEST,
+    proc_rss,
+    raise_nofile,
+    start_server_process,
+    stop_server_process,
+)
 
 _FRAME = bytes([0x81, 0x84, 0, 0, 0, 0]) + b"ping"  # masked (key 0) text "ping"
 
@@ -85,11 +91,7 @@ async def run(
     tls: Optional[ssl.SSLContext] = None,
 ) -> dict:
     loop = asyncio.get_running_loop()
-    request = (
-        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
+    request = UPGRADE_REQUEST.format(port=port).encode()
 
     async def open_one() -> asyncio.BaseTransport:
         transport, client = await loop.create_connection(

@@ -26,7 +26,17 @@ import sys
 import threading
 import time
 
-from .common import HOST, MAX_SIZE, now, payload, pin, proc_cpu, raise_nofile, self_cpu
+from .common import (
+    HOST,
+    MAX_SIZE,
+    UPGRADE_REQUEST,
+    now,
+    payload,
+    pin,
+    proc_cpu,
+    raise_nofile,
+    self_cpu,
+)
 
 DRAIN_TIMEOUT = 10.0
 MAX_MSGS = 50_000_000
@@ -443,11 +453,7 @@ class HandshakeDriver:
     name = "handshake"
     is_async = True
 
-    REQUEST = (
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
-    )
+    REQUEST = UPGRADE_REQUEST
     # FIN+close, masked, 2-byte payload 1000, mask 0
     CLOSE = bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])
 

@@ -11,8 +11,15 @@ import time
 from pathlib import Path
 from typing import Callable, List, Tuple
 
+ROOT = Path(__file__).resolve().parent.parent  # the project: cwd of the server processes
 HOST = "127.0.0.1"
 MAX_SIZE = 2**30  # the same message-size limit for every library
+#: The fixed upgrade request of the lean clients (``.format(port=...)``).
+UPGRADE_REQUEST = (
+    "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\n\r\n"
+)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

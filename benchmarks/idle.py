@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from .common import (
+    ROOT,
     proc_rss,
     proc_threads,
     raise_nofile,
@@ -33,7 +34,6 @@ from .common import (
     stop_server_process,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVER_CODE = (
     "import sys; from benchmarks.common import raise_nofile; raise_nofile();"
     "from transports.cli import main; sys.exit(main(sys.argv[1:]))"
